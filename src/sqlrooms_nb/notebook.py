@@ -1,0 +1,272 @@
+"""The notebook document schema on Loro, and the operations on it.
+
+Schema version 1 (:data:`SCHEMA_VERSION`)::
+
+    meta   LoroMap          {"schema": 1, "title": str}
+    cells  LoroMovableList  of LoroMap, one per cell, in display order:
+             id      str         stable id, [A-Za-z0-9_-]{1,64}; never changes
+             kind    str         "sql" | "markdown"
+             name    str         result name of a SQL cell (a SQL identifier, see
+                                 :func:`validate_cell_name`); "" for markdown
+             source  LoroText    the cell's text, edited character by character
+
+Cells are reordered with the movable list's ``mov`` (never delete + insert, which would fork
+the cell's identity under concurrency). Results, run state and presence are not in the
+document. Text positions in Python are Unicode code points (JS uses UTF-16 units).
+
+These helpers change the document but do not commit: the caller commits, so that one user
+action is one Loro change. Nothing here knows about DuckDB or widgets.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, NewType
+
+from loro import LoroDoc, LoroMap, LoroMovableList, LoroText
+
+from .errors import CellNotFoundError, ValidationError
+
+SCHEMA_VERSION = 1
+CellId = NewType("CellId", str)
+CellKind = Literal["sql", "markdown"]
+CELL_KINDS: tuple[CellKind, ...] = ("sql", "markdown")
+
+_CELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_CELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell as plain values (a read, not a live handle)."""
+
+    id: CellId
+    kind: CellKind
+    name: str
+    source: str
+
+
+def new_doc() -> LoroDoc:
+    """A Loro document configured the way every replica here is: timestamps recorded.
+
+    The peer id is Loro's random one; never reuse a peer id across sessions (replicas would
+    diverge silently after a stale snapshot).
+    """
+    doc = LoroDoc()
+    doc.set_record_timestamp(True)
+    return doc
+
+
+def ensure_schema(doc: LoroDoc, title: str = "") -> bool:
+    """Write ``meta.schema`` (and ``title``) if the document has none yet.
+
+    Returns ``True`` when it wrote something. Raises :class:`ValidationError` if the document
+    declares a newer schema than this package understands.
+    """
+    meta = doc.get_map("meta")
+    schema = _value(meta.get("schema"))
+    if schema is None:
+        meta.insert("schema", SCHEMA_VERSION)
+        meta.insert("title", title)
+        return True
+    if not isinstance(schema, int) or schema > SCHEMA_VERSION:
+        raise ValidationError(
+            f"this notebook uses document schema {schema!r}, newer than the {SCHEMA_VERSION} "
+            "this sqlrooms_nb understands: upgrade sqlrooms_nb"
+        )
+    return False
+
+
+def validate_cell_name(name: str) -> str:
+    """Return ``name`` if it is a valid result name, else raise :class:`ValidationError`.
+
+    A result name becomes a DuckDB view name, so it must be a plain identifier:
+    a letter or ``_`` then letters, digits or ``_``, at most 63 characters.
+    """
+    if not isinstance(name, str) or not _CELL_NAME.match(name):
+        raise ValidationError(
+            f"cell name {name!r} is not valid: use a letter or '_' followed by letters, digits "
+            "or '_' (at most 63 characters), e.g. 'flights_per_month'"
+        )
+    return name
+
+
+def validate_kind(kind: str) -> CellKind:
+    """Return ``kind`` if it is a known cell kind, else raise :class:`ValidationError`."""
+    if kind not in CELL_KINDS:
+        raise ValidationError(f"cell kind {kind!r} is not one of {CELL_KINDS}")
+    return kind  # type: ignore[return-value]
+
+
+def new_cell_id() -> CellId:
+    """A fresh random cell id (12 URL-safe characters, 72 bits)."""
+    return CellId(secrets.token_urlsafe(9))
+
+
+def cells_list(doc: LoroDoc) -> LoroMovableList:
+    """The root ``cells`` movable list."""
+    return doc.get_movable_list("cells")
+
+
+def read_cells(doc: LoroDoc) -> list[Cell]:
+    """All cells in display order. Items that are not well-formed cell maps are skipped."""
+    out: list[Cell] = []
+    for item in cells_list(doc).get_deep_value():
+        if not isinstance(item, dict):
+            continue
+        cid, kind = item.get("id"), item.get("kind", "sql")
+        if not isinstance(cid, str) or kind not in CELL_KINDS:
+            continue
+        name, source = item.get("name", ""), item.get("source", "")
+        out.append(
+            Cell(
+                id=CellId(cid),
+                kind=kind,
+                name=name if isinstance(name, str) else "",
+                source=source if isinstance(source, str) else "",
+            )
+        )
+    return out
+
+
+def unique_name(doc: LoroDoc, prefix: str = "q") -> str:
+    """The first of ``q1``, ``q2``... not used as a result name yet."""
+    taken = {c.name for c in read_cells(doc)}
+    n = 1
+    while f"{prefix}{n}" in taken:
+        n += 1
+    return f"{prefix}{n}"
+
+
+def add_cell(
+    doc: LoroDoc,
+    source: str = "",
+    *,
+    name: str | None = None,
+    kind: str = "sql",
+    index: int | None = None,
+    cell_id: str | None = None,
+) -> CellId:
+    """Insert a cell at ``index`` (0-based; ``None`` appends) and return its id.
+
+    ``name`` defaults to a fresh ``qN`` for SQL cells and ``""`` for markdown cells.
+    Raises :class:`ValidationError` for a bad kind, name, id or index.
+    """
+    kind = validate_kind(kind)
+    if name is None:
+        name = unique_name(doc) if kind == "sql" else ""
+    elif name or kind == "sql":
+        validate_cell_name(name)
+    cid = CellId(cell_id) if cell_id is not None else new_cell_id()
+    if not _CELL_ID.match(cid):
+        raise ValidationError(f"cell id {cid!r} is not valid: 1-64 of [A-Za-z0-9_-]")
+    cells = cells_list(doc)
+    n = len(cells)
+    if index is None:
+        index = n
+    if not isinstance(index, int) or not 0 <= index <= n:
+        raise ValidationError(f"index {index!r} is out of range 0..{n}")
+    item = cells.insert_container(index, LoroMap())
+    item.insert("id", cid)
+    item.insert("kind", kind)
+    item.insert("name", name)
+    text = item.insert_container("source", LoroText())
+    if source:
+        text.insert(0, source)
+    return cid
+
+
+def find_cell(doc: LoroDoc, cell_id: str) -> tuple[int, LoroMap]:
+    """``(index, cell map)`` of the cell with id ``cell_id``.
+
+    Raises :class:`CellNotFoundError` if there is none.
+    """
+    cells = cells_list(doc)
+    for i in range(len(cells)):
+        item = cells.get(i)
+        container = getattr(item, "container", None)
+        if isinstance(container, LoroMap) and _value(container.get("id")) == cell_id:
+            return i, container
+    raise CellNotFoundError(f"no cell with id {cell_id!r} in this notebook")
+
+
+def cell_text(cell: LoroMap) -> LoroText:
+    """The ``source`` LoroText of a cell map (created if a malformed cell lacks one)."""
+    got = cell.get("source")
+    container = getattr(got, "container", None)
+    if isinstance(container, LoroText):
+        return container
+    return cell.insert_container("source", LoroText())
+
+
+def update_cell(
+    doc: LoroDoc, cell_id: str, *, source: str | None = None, name: str | None = None
+) -> None:
+    """Change a cell's source and/or name. ``None`` leaves a field as it is.
+
+    The source is changed by a text diff (``LoroText.update``), not replaced, so concurrent
+    edits elsewhere in the text survive. Raises :class:`CellNotFoundError`,
+    :class:`ValidationError`.
+    """
+    _, cell = find_cell(doc, cell_id)
+    if name is not None:
+        if name or _value(cell.get("kind")) == "sql":
+            validate_cell_name(name)
+        cell.insert("name", name)
+    if source is not None:
+        text = cell_text(cell)
+        if text.to_string() != source:
+            text.update(source)
+
+
+def move_cell(doc: LoroDoc, cell_id: str, index: int) -> None:
+    """Move a cell to ``index`` (0-based position after the move) with the list's ``mov``."""
+    i, _ = find_cell(doc, cell_id)
+    n = len(cells_list(doc))
+    if not isinstance(index, int) or not 0 <= index < n:
+        raise ValidationError(f"index {index!r} is out of range 0..{n - 1}")
+    if i != index:
+        cells_list(doc).mov(i, index)
+
+
+def delete_cell(doc: LoroDoc, cell_id: str) -> None:
+    """Delete a cell. Raises :class:`CellNotFoundError`."""
+    i, _ = find_cell(doc, cell_id)
+    cells_list(doc).delete(i, 1)
+
+
+def cell_ids_for_containers(doc: LoroDoc, container_ids: Iterable[Any]) -> list[str]:
+    """Ids of the cells that contain the given Loro containers (in the current state).
+
+    Used to say which cells a change touched. Containers of deleted cells, and containers
+    outside ``cells`` (e.g. ``meta``), contribute nothing. Order follows first appearance.
+    """
+    cells = cells_list(doc)
+    found: dict[str, None] = {}
+    for cid in container_ids:
+        try:
+            path = doc.get_path_to_container(cid)
+        except BaseException:  # loro raises BaseException subclasses for unknown containers
+            continue
+        if not path or len(path) < 2:
+            continue
+        index = getattr(path[1][1], "index", None)  # ("cells", Seq(index)) on the path
+        if not isinstance(index, int) or index >= len(cells):
+            continue
+        item = cells.get(index)
+        container = getattr(item, "container", None)
+        if isinstance(container, LoroMap):
+            value = _value(container.get("id"))
+            if isinstance(value, str):
+                found.setdefault(value, None)
+    return list(found)
+
+
+def _value(got: Any) -> Any:
+    """Plain value from a ``LoroMap.get`` result (``ValueOrContainer`` or ``None``)."""
+    if got is None:
+        return None
+    return getattr(got, "value", None)

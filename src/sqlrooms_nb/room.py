@@ -1,0 +1,452 @@
+"""SqlRoom: one collaborative notebook, its document, its views, its storage and its SQL.
+
+The room is where the pieces meet, and the public Python API:
+
+- the Loro document of the checked-out branch (:mod:`sqlrooms_nb.notebook` schema),
+- the sync core (:class:`~sqlrooms_nb.sync.SyncHub`) answering browser views,
+- the persister (:mod:`sqlrooms_nb.store`) writing the history to DuckLake,
+- SQL execution (:mod:`sqlrooms_nb.query`) on the user's DuckDB connection.
+
+One fan-out path: every change — typed in a view, made through this API, or made directly on
+``room.doc`` — lands in the document first, then goes to every view and to the writer. Kernel
+commits reach the fan-out through Loro's local-update subscription; imports from views through
+the hub (Loro does not report imports as local updates).
+
+Threads: public methods may be called from the notebook's main thread; comm messages arrive on
+the kernel's comm thread; ``saved`` acks come from the writer thread. Sends to views are
+serialised by a lock.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import re
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+from loro import LoroDoc, VersionVector
+
+from . import notebook as nb
+from . import protocol as p
+from . import query
+from .errors import ClosedError, QueryError, SqlRoomsError, StorageError, ValidationError
+from .store import FlushPolicy, Lake, Persister, recover
+from .sync import SyncHub
+
+if TYPE_CHECKING:
+    from .widget import SqlRoomWidget
+
+LOG = logging.getLogger("sqlrooms_nb")
+
+_ROOM_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+
+_open_rooms: weakref.WeakSet[SqlRoom] = weakref.WeakSet()
+
+Deliver = Callable[[dict[str, Any], list[bytes]], None]
+"""A transport to browser views: ``deliver(json_content, binary_buffers)``."""
+
+
+def validate_room_id(room_id: str, what: str = "room id") -> str:
+    """Return ``room_id`` if it is 1-128 of ``[A-Za-z0-9_.-]`` and not only dots.
+
+    Raises :class:`ValidationError` otherwise (the id reaches SQL filters and could reach
+    file names, so it is checked before anything else happens).
+    """
+    if (
+        not isinstance(room_id, str)
+        or not _ROOM_ID.match(room_id)
+        or set(room_id) == {"."}
+    ):
+        raise ValidationError(
+            f"{what} {room_id!r} is not valid: use 1-128 letters, digits, '_', '.' or '-' "
+            "(e.g. 'sales-review')"
+        )
+    return room_id
+
+
+class SqlRoom:
+    """A collaborative SQL notebook stored in a DuckLake.
+
+    Args:
+        room_id: the notebook's id in the lake, ``[A-Za-z0-9_.-]{1,128}``.
+        lake: where the lake lives: a folder path for the embedded default (SQLite catalog +
+            data folder inside it). ``None`` means ``$SQLROOMS_NB_LAKE`` or ``.sqlrooms``.
+        connection: DuckDB connection SQL cells run on (their results become views in it).
+            ``None`` gives the room its own in-memory database.
+        branch: the branch to open (only ``"main"`` exists until branches are created).
+        author: display name recorded on this kernel's changes and offered to views.
+        flush_policy: when the writer flushes (see :class:`~sqlrooms_nb.store.FlushPolicy`).
+
+    On construction the room recovers the branch from the lake (latest snapshot + later
+    updates). Displaying the room (last expression of a marimo or Jupyter cell) shows the
+    widget; ``room.widget`` is the anywidget itself. ``close()`` (or leaving a ``with`` block,
+    or interpreter exit) flushes everything and writes a snapshot.
+
+    Raises :class:`ValidationError` for a bad id, :class:`StorageError` /
+    :class:`~sqlrooms_nb.errors.RecoveryError` when the lake cannot be opened or read.
+    """
+
+    def __init__(
+        self,
+        room_id: str,
+        *,
+        lake: str | Any | None = None,
+        connection: duckdb.DuckDBPyConnection | None = None,
+        branch: str = "main",
+        author: str | None = None,
+        flush_policy: FlushPolicy | None = None,
+    ) -> None:
+        self.room_id = validate_room_id(room_id)
+        self.branch = validate_room_id(branch, "branch name")
+        self.author = author or ""
+        self._lock = threading.RLock()
+        self._send_lock = threading.Lock()
+        self._closed = False
+        self._widget: SqlRoomWidget | None = None
+        self._transports: list[Deliver] = []
+        self._results: dict[str, p.Result | p.Error] = {}
+        self._con = connection if connection is not None else duckdb.connect()
+        self._lake = Lake.open(lake)
+        # Re-running the notebook cell that opens a room must not leave two writers on it in
+        # one kernel: the earlier object is closed (flushed) before this one recovers.
+        for other in list(_open_rooms):
+            if (other.room_id, other.branch, other._lake.location) == (
+                self.room_id, self.branch, self._lake.location
+            ):
+                LOG.info("[sqlrooms_nb] closing the earlier SqlRoom(%r) of this kernel", room_id)
+                other.close()
+        try:
+            self._doc = nb.new_doc()
+            last_seq = recover(self._lake, self.room_id, self.branch, self._doc)
+            self._persister = Persister(
+                self._lake,
+                self.room_id,
+                self.branch,
+                self._doc,
+                writer=str(self._doc.peer_id),
+                start_seq=last_seq,
+                policy=flush_policy or FlushPolicy(),
+                on_saved=self._on_saved,
+                on_error=self._on_storage_error,
+            )
+        except BaseException:
+            self._lake.release()
+            raise
+        self._hub = SyncHub(
+            self._doc,
+            self.room_id,
+            self.branch,
+            saved_version=lambda: self._persister.saved_version,
+            on_imported=self._on_imported,
+        )
+        # Kernel-made commits (this API or direct edits on room.doc) enter the fan-out here.
+        self._pre_commit = self._doc.subscribe_pre_commit(self._stamp_author)
+        self._local_updates = self._doc.subscribe_local_update(self._on_local_update)
+        if nb.ensure_schema(self._doc, title=self.room_id):
+            self._doc.commit()
+        _open_rooms.add(self)
+
+    # --- document API ------------------------------------------------------------------------
+
+    @property
+    def doc(self) -> LoroDoc:
+        """The kernel's Loro document of the current branch.
+
+        Edits made on it directly (then ``doc.commit()``) reach every view and the lake.
+        """
+        return self._doc
+
+    @property
+    def cells(self) -> list[nb.Cell]:
+        """All cells in display order, as plain :class:`~sqlrooms_nb.notebook.Cell` values."""
+        return nb.read_cells(self._doc)
+
+    def add_cell(
+        self,
+        source: str = "",
+        *,
+        name: str | None = None,
+        kind: str = "sql",
+        index: int | None = None,
+    ) -> str:
+        """Insert a cell at ``index`` (0-based; ``None`` appends) and return its id.
+
+        ``name`` is the SQL result name (a view of that name is created when the cell runs);
+        ``None`` picks a free ``qN``. Raises :class:`ValidationError`.
+        """
+        with self._editing():
+            return nb.add_cell(self._doc, source, name=name, kind=kind, index=index)
+
+    def update_cell(self, cell_id: str, *, source: str | None = None, name: str | None = None) -> None:
+        """Change a cell's source and/or name (``None`` leaves it unchanged).
+
+        The source is changed by a text diff, so concurrent edits elsewhere in it survive.
+        Raises :class:`~sqlrooms_nb.errors.CellNotFoundError`, :class:`ValidationError`.
+        """
+        with self._editing():
+            nb.update_cell(self._doc, cell_id, source=source, name=name)
+
+    def move_cell(self, cell_id: str, index: int) -> None:
+        """Move a cell to 0-based position ``index``. Raises ``CellNotFoundError``."""
+        with self._editing():
+            nb.move_cell(self._doc, cell_id, index)
+
+    def delete_cell(self, cell_id: str) -> None:
+        """Delete a cell. Raises :class:`~sqlrooms_nb.errors.CellNotFoundError`."""
+        with self._editing():
+            nb.delete_cell(self._doc, cell_id)
+            self._results.pop(cell_id, None)
+
+    # --- SQL -----------------------------------------------------------------------------------
+
+    def run(self, cell_id: str) -> pa.Table:
+        """Run a SQL cell and return its full result as a ``pyarrow.Table``.
+
+        The result becomes a view named after the cell, and every view shows it. Raises
+        :class:`~sqlrooms_nb.errors.QueryError` (0-based ``line``/``column``) if DuckDB fails,
+        ``CellNotFoundError``, or :class:`ValidationError` for a non-SQL cell.
+        """
+        return self._run(cell_id, request=None, view=None)
+
+    def _run(self, cell_id: str, *, request: p.RequestId | None, view: p.ViewId | None) -> pa.Table:
+        self._check_open()
+        _, cell_map = nb.find_cell(self._doc, cell_id)
+        cell = next(c for c in nb.read_cells(self._doc) if c.id == cell_id)
+        if cell.kind != "sql":
+            raise ValidationError(f"cell {cell_id!r} is a {cell.kind} cell; only SQL cells run")
+        self._broadcast([p.RunStarted(id=request, cell=cell_id, view=view)])
+        try:
+            result = query.run_cell(self._con, cell.name, cell.source)
+        except QueryError as exc:
+            error = p.Error(
+                code=exc.code, message=str(exc), id=request, cell=cell_id,
+                line=exc.line, column=exc.column,
+            )
+            self._results[cell_id] = error
+            self._broadcast([error])
+            raise
+        except SqlRoomsError as exc:
+            error = p.Error(code=exc.code, message=str(exc), id=request, cell=cell_id)
+            self._results[cell_id] = error
+            self._broadcast([error])
+            raise
+        message = p.Result(
+            id=request,
+            cell=cell_id,
+            name=cell.name,
+            rows=result.table.num_rows,
+            columns=tuple(p.Column(name, type_) for name, type_ in result.columns),
+            shown=min(result.table.num_rows, query.PREVIEW_ROWS),
+            elapsed_ms=round(result.elapsed_ms, 2),
+            arrow=query.to_ipc(result.table),
+        )
+        self._results[cell_id] = message
+        self._broadcast([message])
+        return result.table
+
+    # --- storage -------------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = 60) -> None:
+        """Block until every change made so far is in the lake.
+
+        Raises :class:`StorageError` if the lake could not be written (nothing is dropped:
+        the writer keeps the changes and retries).
+        """
+        self._check_open()
+        self._doc.commit()
+        self._persister.flush(timeout)
+
+    def close(self) -> None:
+        """Flush, write a snapshot, stop the writer and release the lake. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        _open_rooms.discard(self)
+        try:
+            self._doc.commit()
+            self._persister.close()
+        finally:
+            self._local_updates.unsubscribe()
+            self._pre_commit.unsubscribe()
+            self._lake.release()
+
+    def __enter__(self) -> SqlRoom:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- views (comm) --------------------------------------------------------------------------
+
+    @property
+    def widget(self) -> SqlRoomWidget:
+        """The anywidget showing this room (created on first use; display it any number of times)."""
+        if self._widget is None:
+            from .widget import SqlRoomWidget
+
+            self._widget = SqlRoomWidget(
+                room_id=self.room_id,
+                branch=self.branch,
+                author=self.author,
+                on_message=self.receive,
+            )
+            self.connect(self._widget.deliver)
+        return self._widget
+
+    def connect(self, deliver: Deliver) -> Callable[[], None]:
+        """Attach a transport: ``deliver(content, buffers)`` is called for every message to views.
+
+        The widget is one such transport; tests attach in-memory ones. Messages from views
+        come back through :meth:`receive`. Returns a function that detaches the transport.
+        """
+        with self._send_lock:
+            self._transports.append(deliver)
+
+        def disconnect() -> None:
+            with self._send_lock:
+                if deliver in self._transports:
+                    self._transports.remove(deliver)
+
+        return disconnect
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """Jupyter display: the widget's view."""
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def _display_(self) -> Any:
+        """marimo display: the widget (marimo wraps anywidgets itself)."""
+        return self.widget
+
+    def receive(self, content: object, buffers: Sequence[p.Buffer] | None) -> None:
+        """Entry point for one message from a view (called by the widget on the comm thread).
+
+        Decodes, handles and sends the replies. Malformed input gets an ``error`` reply to
+        that view and changes nothing; no exception escapes to the comm.
+        """
+        view = p.view_of(content)
+        try:
+            message = p.decode_client(content, buffers)
+            replies = self.handle(message)
+        except SqlRoomsError as exc:
+            LOG.warning("[sqlrooms_nb] message from view %s refused: %s", view, exc)
+            replies = [p.Error(code=exc.code, message=str(exc), to=view, id=_request_of(content))]
+        except Exception as exc:  # a bug must not take the comm down
+            LOG.exception("[sqlrooms_nb] failed to handle a message from view %s", view)
+            replies = [p.Error(code="internal", message=repr(exc), to=view, id=_request_of(content))]
+        self._broadcast(replies)
+
+    def handle(self, message: p.ClientMessage) -> list[p.ServerMessage]:
+        """The pure core of :meth:`receive`: one decoded message in, messages to send out.
+
+        Raises :class:`SqlRoomsError` subclasses for bad input (the caller replies with an
+        ``error``). A failing SQL run is not an exception here: its ``error`` is broadcast.
+        """
+        if self._closed:
+            raise ClosedError("this room was closed; re-run the cell that opens it")
+        if isinstance(message, p.Hello):
+            return [*self._hub.handle(message), *self._results.values()]
+        if isinstance(message, p.ClientUpdate):
+            with self._lock:
+                return self._hub.handle(message)
+        if isinstance(message, p.Run):
+            try:
+                self._run(message.cell, request=message.id, view=message.view)
+            except QueryError:
+                pass  # already broadcast as the cell's error
+            return []
+        return [p.Pong(to=message.view, id=message.id)]
+
+    def _broadcast(self, messages: Sequence[p.ServerMessage]) -> None:
+        if not messages or not self._transports:
+            return
+        with self._send_lock:
+            for message in messages:
+                out = p.encode_server(message)
+                for deliver in self._transports:
+                    try:
+                        deliver(out.content, out.buffers)
+                    except Exception:  # one broken transport must not stop the others
+                        LOG.exception("[sqlrooms_nb] could not send %s to a view", out.content["kind"])
+
+    # --- fan-out callbacks ---------------------------------------------------------------------
+
+    def _on_local_update(self, update: bytes) -> bool:
+        """Loro local-update subscription: a kernel commit. Must return True and never raise."""
+        try:
+            self._persister.notify(1, len(update))
+            self._broadcast([p.ServerUpdate(origin=None, updates=(bytes(update),))])
+        except BaseException:
+            LOG.exception("[sqlrooms_nb] could not fan out a kernel change")
+        return True
+
+    def _on_imported(self, changes: int, nbytes: int) -> None:
+        self._persister.notify(max(changes, 1), nbytes)
+
+    def _on_saved(self, version: VersionVector) -> None:
+        self._broadcast([p.Saved(version=version.encode())])
+
+    def _on_storage_error(self, error: StorageError) -> None:
+        LOG.warning("[sqlrooms_nb] room %s: %s", self.room_id, error)
+        self._broadcast([p.Error(code=error.code, message=str(error))])
+
+    def _stamp_author(self, event: dict[str, Any]) -> bool:
+        """Pre-commit hook: record the author's display name as the change message."""
+        try:
+            if self.author and not event["change_meta"].message:
+                event["modifier"].set_message(self.author)
+        except BaseException:
+            LOG.exception("[sqlrooms_nb] could not stamp the author on a change")
+        return True
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"room {self.room_id!r} is closed; open a new SqlRoom to keep working")
+
+    def _editing(self) -> _Edit:
+        self._check_open()
+        return _Edit(self)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self.cells)} cells"
+        return f"SqlRoom({self.room_id!r}, branch={self.branch!r}, {state}, lake={str(self._lake.location)!r})"
+
+
+class _Edit:
+    """Context for one API edit: holds the room lock and commits once at the end (one change)."""
+
+    def __init__(self, room: SqlRoom) -> None:
+        self._room = room
+
+    def __enter__(self) -> None:
+        self._room._lock.acquire()
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        try:
+            self._room._doc.commit()
+        finally:
+            self._room._lock.release()
+
+
+def _request_of(content: object) -> p.RequestId | None:
+    if isinstance(content, dict) and isinstance(content.get("id"), str):
+        return p.RequestId(content["id"][:64])
+    return None
+
+
+@atexit.register
+def _close_open_rooms() -> None:
+    """Interpreter exit flushes every room still open (its writer thread is a daemon)."""
+    for room in list(_open_rooms):
+        try:
+            room.close()
+        except BaseException:
+            LOG.exception("[sqlrooms_nb] could not close room %s at exit", room.room_id)
+

@@ -1,0 +1,54 @@
+"""The anywidget: traits and comm wiring only; everything else lives in the room.
+
+Traits are small, kernel-written facts the browser needs before the handshake (room id,
+branch, default author name). CRDT state never goes into traits: marimo merges
+client-written traits last-write-wins and re-runs cells on trait changes. The document
+travels as custom messages (see :mod:`sqlrooms_nb.protocol`).
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import anywidget
+import traitlets
+
+from .errors import SqlRoomsError
+
+STATIC = pathlib.Path(__file__).parent / "static"
+
+MessageHandler = Callable[[object, Sequence[Any] | None], None]
+
+
+class SqlRoomWidget(anywidget.AnyWidget):  # type: ignore[misc]
+    """The browser view of a :class:`~sqlrooms_nb.room.SqlRoom`.
+
+    ``on_message(content, buffers)`` receives every custom message from any view (on the
+    kernel's comm thread); :meth:`deliver` sends one to all views.
+
+    Raises :class:`SqlRoomsError` if the JS bundle was not built (``npm run build``).
+    """
+
+    room_id = traitlets.Unicode("").tag(sync=True)
+    branch = traitlets.Unicode("main").tag(sync=True)
+    author = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, *, on_message: MessageHandler, **traits: Any) -> None:
+        esm, css = STATIC / "widget.js", STATIC / "widget.css"
+        if not esm.exists():
+            raise SqlRoomsError(
+                f"the sqlrooms_nb browser bundle is missing ({esm}); build it with "
+                "`npm ci && npm run build` in the source tree (or `make demo`)"
+            )
+        super().__init__(_esm=esm, _css=css if css.exists() else "", **traits)
+        self._on_message = on_message
+        self.on_msg(self._receive)
+
+    def _receive(self, _widget: object, content: object, buffers: Sequence[Any] | None) -> None:
+        self._on_message(content, buffers)
+
+    def deliver(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        """Send one custom message (JSON ``content`` plus binary ``buffers``) to every view."""
+        self.send(content, buffers or None)

@@ -1,0 +1,73 @@
+"""Test doubles: a browser view speaking the wire protocol, on Python's Loro.
+
+``FakeView`` follows the same steps as js/sync.ts (hello, welcome, relay, saved), so room tests
+exercise the real encode/decode path without a browser.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loro import ExportMode, LoroDoc, VersionVector
+
+from sqlrooms_nb import notebook as nb
+
+
+class FakeView:
+    """One browser view attached to a room through an in-memory transport.
+
+    Messages from the kernel are queued in ``inbox`` and applied by :meth:`pump` (so a test
+    can model delay by pumping late). ``received`` keeps every decoded message for asserts.
+    """
+
+    def __init__(self, room: Any, name: str):
+        self.room = room
+        self.view = name
+        self.doc = nb.new_doc()
+        self.inbox: list[tuple[dict[str, Any], list[bytes]]] = []
+        self.received: list[dict[str, Any]] = []
+        self.saved = VersionVector()
+        self.welcomed = False
+        self.disconnect = room.connect(lambda content, buffers: self.inbox.append((content, buffers)))
+
+    def send(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+        self.room.receive({**content, "view": self.view}, buffers or [])
+
+    def hello(self) -> None:
+        self.send({"kind": "hello"}, [self.doc.oplog_vv.encode()])
+
+    def pump(self) -> None:
+        while self.inbox:
+            content, buffers = self.inbox.pop(0)
+            self.received.append(content)
+            kind = content["kind"]
+            if content.get("to") not in (None, self.view):
+                continue
+            if kind == "welcome":
+                if buffers[0]:
+                    self.doc.import_(buffers[0])
+                self.saved = VersionVector.decode(buffers[2])
+                self.welcomed = True
+                ahead = self.doc.export(ExportMode.Updates(VersionVector.decode(buffers[1])))
+                if LoroDoc.decode_import_blob_meta(ahead, False).change_num:
+                    self.send({"kind": "update"}, [ahead])
+            elif kind == "update" and content["origin"] != self.view:
+                self.doc.import_batch(list(buffers))
+            elif kind == "saved":
+                self.saved = VersionVector.decode(buffers[0])
+
+    def edit(self, fn) -> None:
+        """Apply ``fn(doc)`` locally, commit, and send the update like the browser does."""
+        before = self.doc.oplog_vv
+        fn(self.doc)
+        self.doc.commit()
+        self.send({"kind": "update"}, [self.doc.export(ExportMode.Updates(before))])
+
+    def kinds(self) -> list[str]:
+        return [m["kind"] for m in self.received]
+
+    def cells(self) -> list[tuple[str, str]]:
+        return [(c.name, c.source) for c in nb.read_cells(self.doc)]
+
+    def is_saved(self) -> bool:
+        return self.saved.includes_vv(self.doc.oplog_vv)

@@ -1,0 +1,219 @@
+"""SqlRoom: the public API, the comm message handling, fan-out to views, and persistence."""
+
+import gzip
+import json
+import pathlib
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+import sqlrooms_nb as snb
+from sqlrooms_nb import notebook as nb
+from sqlrooms_nb.errors import CellNotFoundError, ClosedError, QueryError, ValidationError
+
+from .fakes import FakeView
+
+TRACES = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "editing-traces"
+
+
+@pytest.fixture
+def lake(tmp_path):
+    return str(tmp_path / "lake")
+
+
+@pytest.fixture
+def room(lake):
+    with snb.SqlRoom("room-test", lake=lake, author="ana") as r:
+        yield r
+
+
+def pump(*views):
+    for _ in range(4):
+        for v in views:
+            v.pump()
+
+
+def test_views_receive_each_others_typing(room):
+    a, b = FakeView(room, "a"), FakeView(room, "b")
+    cid = room.add_cell("select 1", name="one")
+    a.hello(); b.hello(); pump(a, b)
+    assert a.cells() == b.cells() == [("one", "select 1")]
+    a.edit(lambda d: nb.cell_text(nb.find_cell(d, cid)[1]).insert(8, " + 1"))
+    pump(a, b)
+    assert b.cells() == [("one", "select 1 + 1")]
+    assert [c.source for c in room.cells] == ["select 1 + 1"]
+
+
+def test_python_edits_and_direct_doc_edits_reach_every_view(room):
+    a, b = FakeView(room, "a"), FakeView(room, "b")
+    a.hello(); b.hello(); pump(a, b)
+    cid = room.add_cell("select 2", name="two")
+    room.update_cell(cid, source="select 3")
+    nb.cell_text(nb.find_cell(room.doc, cid)[1]).insert(0, "-- hi\n")
+    room.doc.commit()
+    pump(a, b)
+    assert a.cells() == b.cells() == [("two", "-- hi\nselect 3")]
+
+
+def test_a_reconnecting_view_gets_no_duplicates(room):
+    a = FakeView(room, "a")
+    room.add_cell("select 1", name="one")
+    a.hello(); pump(a)
+    a.hello(); a.hello(); pump(a)
+    assert a.cells() == [("one", "select 1")]
+    fresh = FakeView(room, "reloaded")  # a reloaded page is a new peer with an empty doc
+    fresh.hello(); pump(fresh)
+    assert fresh.cells() == [("one", "select 1")]
+
+
+def test_edits_made_before_the_handshake_are_sent_after_it(room):
+    a = FakeView(room, "a")
+    a.doc.get_movable_list("cells")  # the view typed while offline: it has its own cell
+    nb.add_cell(a.doc, "select 'offline'", name="off")
+    a.doc.commit()
+    a.hello(); pump(a)
+    assert [c.name for c in room.cells] == ["off"]
+
+
+def test_a_malformed_update_gets_an_error_to_that_view_and_changes_nothing(room):
+    a, b = FakeView(room, "a"), FakeView(room, "b")
+    room.add_cell("select 1", name="one")
+    a.hello(); b.hello(); pump(a, b)
+    before = room.doc.oplog_vv
+    a.send({"kind": "update"}, [b"\x00not loro"])
+    pump(a, b)
+    errors = [m for m in a.received if m["kind"] == "error"]
+    assert errors and errors[-1]["to"] == "a" and errors[-1]["code"] == "protocol"
+    assert room.doc.oplog_vv == before
+    assert [m for m in b.received if m["kind"] == "update" and m.get("origin") == "a"] == []
+
+
+@pytest.mark.parametrize(
+    "content",
+    [{"kind": "teleport", "view": "a", "id": "r9"}, {"kind": "run", "view": "a"}, ["x"], None],
+)
+def test_unknown_or_broken_messages_always_get_an_error_reply(room, content):
+    a = FakeView(room, "a")
+    room.receive(content, [])
+    a.pump()
+    assert a.kinds() == ["error"]
+    if isinstance(content, dict) and content.get("id"):
+        assert a.received[0]["id"] == "r9"
+
+
+def test_ping_is_answered(room):
+    a = FakeView(room, "a")
+    a.send({"kind": "ping", "id": "p1"})
+    a.pump()
+    assert a.received == [{"kind": "pong", "to": "a", "id": "p1"}]
+
+
+def test_a_run_from_one_view_shows_in_every_view(lake):
+    con = duckdb.connect()
+    con.execute("create table flights as select range % 12 + 1 as month from range(1200)")
+    with snb.SqlRoom("runs", lake=lake, connection=con) as room:
+        cid = room.add_cell("select month, count(*) as n from flights group by 1 order by 1",
+                            name="per_month")
+        a, b = FakeView(room, "a"), FakeView(room, "b")
+        a.send({"kind": "run", "id": "r1", "cell": cid})
+        pump(a, b)
+        for view in (a, b):
+            assert view.kinds()[-2:] == ["run_started", "result"]
+            result = view.received[-1]
+            assert result["rows"] == 12 and result["id"] == "r1" and result["name"] == "per_month"
+            assert result["columns"] == [{"name": "month", "type": "BIGINT"},
+                                         {"name": "n", "type": "BIGINT"}]
+        # results reach views that join later
+        late = FakeView(room, "late")
+        late.hello(); late.pump()
+        assert "result" in late.kinds()
+        assert con.sql("select sum(n) from per_month").fetchone() == (1200,)
+
+
+def test_a_failing_cell_reports_its_error_to_every_view(room):
+    cid = room.add_cell("select 1,\n nope from nowhere", name="bad")
+    a = FakeView(room, "a")
+    a.send({"kind": "run", "id": "r2", "cell": cid})
+    a.pump()
+    error = a.received[-1]
+    assert error["kind"] == "error" and error["cell"] == cid and error["code"] == "query"
+    assert "nowhere" in error["message"] and error["line"] == 1
+    with pytest.raises(QueryError):
+        room.run(cid)
+
+
+def test_run_returns_the_full_arrow_table(room):
+    cid = room.add_cell("select range as i from range(5000)", name="many")
+    table = room.run(cid)
+    assert isinstance(table, pa.Table) and table.num_rows == 5000
+
+
+def test_markdown_cells_do_not_run(room):
+    cid = room.add_cell("# title", kind="markdown")
+    with pytest.raises(ValidationError):
+        room.run(cid)
+
+
+def test_saved_acks_follow_flushes(room):
+    a = FakeView(room, "a")
+    a.hello(); a.pump()
+    a.edit(lambda d: nb.add_cell(d, "select 42", name="answer"))
+    a.pump()
+    room.flush()
+    a.pump()
+    assert "saved" in a.kinds() and a.is_saved()
+
+
+def test_api_errors_are_typed(room):
+    with pytest.raises(CellNotFoundError):
+        room.update_cell("missing", source="x")
+    with pytest.raises(ValidationError):
+        room.add_cell("select 1", name="bad name")
+
+
+def test_a_closed_room_refuses_work(lake):
+    room = snb.SqlRoom("closing", lake=lake)
+    a = FakeView(room, "a")
+    room.close()
+    room.close()  # idempotent
+    with pytest.raises(ClosedError):
+        room.add_cell("select 1")
+    a.hello(); a.pump()
+    assert a.received[-1]["code"] == "closed"
+
+
+def test_edits_from_views_survive_a_restart(lake):
+    with snb.SqlRoom("restart", lake=lake) as room:
+        a = FakeView(room, "a")
+        a.hello(); a.pump()
+        a.edit(lambda d: nb.add_cell(d, "select 'from the browser'", name="b1"))
+    with snb.SqlRoom("restart", lake=lake) as again:
+        assert [(c.name, c.source) for c in again.cells] == [("b1", "select 'from the browser'")]
+        v = FakeView(again, "v")
+        v.hello(); v.pump()
+        assert v.cells() == [("b1", "select 'from the browser'")]
+
+
+def test_the_svelte_trace_typed_through_room_doc_survives_reopening(lake):
+    trace = json.load(gzip.open(TRACES / "sveltecomponent.json.gz"))
+    with snb.SqlRoom("svelte", lake=lake) as room:
+        cid = room.add_cell("", name="svelte")
+        text = nb.cell_text(nb.find_cell(room.doc, cid)[1])
+        for txn in trace["txns"]:
+            for pos, deleted, inserted in txn["patches"]:
+                if deleted:
+                    text.delete(pos, deleted)
+                if inserted:
+                    text.insert(pos, inserted)
+            room.doc.commit()
+    with snb.SqlRoom("svelte", lake=lake) as again:
+        assert [c.source for c in again.cells] == [trace["endContent"]]
+
+
+def test_rooms_in_one_lake_are_separate(lake):
+    with snb.SqlRoom("one", lake=lake) as one, snb.SqlRoom("two", lake=lake) as two:
+        one.add_cell("select 1", name="a")
+        two.add_cell("select 2", name="b")
+    with snb.SqlRoom("one", lake=lake) as one:
+        assert [c.name for c in one.cells] == ["a"]

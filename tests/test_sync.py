@@ -1,0 +1,168 @@
+"""The sync core: handshake and steady state between the kernel's hub and Loro peers."""
+
+import pytest
+from loro import ExportMode, LoroDoc, VersionVector
+
+from sqlrooms_nb import notebook as nb
+from sqlrooms_nb import protocol as p
+from sqlrooms_nb.errors import ProtocolError
+from sqlrooms_nb.sync import SyncHub
+
+
+class Peer:
+    """A view as the browser runs it (same steps as js/sync.ts), on Python's Loro."""
+
+    def __init__(self, name: str, doc: LoroDoc | None = None):
+        self.view = p.ViewId(name)
+        self.doc = doc or LoroDoc()
+
+    def hello(self) -> p.Hello:
+        return p.Hello(view=self.view, version=self.doc.oplog_vv.encode())
+
+    def on_welcome(self, welcome: p.Welcome) -> p.ClientUpdate | None:
+        assert welcome.to == self.view
+        if welcome.missing:
+            self.doc.import_(welcome.missing)
+        ahead = self.doc.export(ExportMode.Updates(VersionVector.decode(welcome.version)))
+        if LoroDoc.decode_import_blob_meta(ahead, False).change_num == 0:
+            return None
+        return p.ClientUpdate(view=self.view, updates=(ahead,))
+
+    def edit(self, text: str) -> p.ClientUpdate:
+        before = self.doc.oplog_vv
+        t = self.doc.get_text("t")
+        t.insert(t.len_unicode, text)
+        self.doc.commit()
+        return p.ClientUpdate(view=self.view, updates=(self.doc.export(ExportMode.Updates(before)),))
+
+
+class Kernel:
+    def __init__(self):
+        self.doc = LoroDoc()
+        self.saved = VersionVector()
+        self.imported: list[tuple[int, int]] = []
+        self.hub = SyncHub(self.doc, "r", "main", saved_version=lambda: self.saved,
+                           on_imported=lambda c, n: self.imported.append((c, n)))
+
+    def text(self) -> str:
+        return self.doc.get_text("t").to_string()
+
+
+def handshake(kernel: Kernel, peer: Peer) -> list[p.ServerMessage]:
+    [welcome] = kernel.hub.handle(peer.hello())
+    assert isinstance(welcome, p.Welcome)
+    reply = peer.on_welcome(welcome)
+    return kernel.hub.handle(reply) if reply else []
+
+
+def test_an_empty_peer_receives_everything():
+    k = Kernel()
+    k.doc.get_text("t").insert(0, "kernel text")
+    k.doc.commit()
+    peer = Peer("empty")
+    relayed = handshake(k, peer)
+    assert peer.doc.get_text("t").to_string() == "kernel text"
+    assert relayed == [] and k.imported == []
+
+
+def test_a_peer_ahead_sends_what_the_kernel_lacks_and_it_is_relayed():
+    k = Kernel()
+    peer = Peer("ahead")
+    peer.edit("typed offline")
+    relayed = handshake(k, peer)
+    assert k.text() == "typed offline"
+    assert [type(m) for m in relayed] == [p.ServerUpdate]
+    assert relayed[0].origin == "ahead"
+    assert k.imported and k.imported[0][0] == 1
+
+
+def test_a_peer_behind_catches_up_without_duplicates():
+    k = Kernel()
+    peer = Peer("behind")
+    handshake(k, peer)
+    k.doc.get_text("t").insert(0, "abc")
+    k.doc.commit()
+    k.doc.get_text("t").insert(3, "def")
+    k.doc.commit()
+    handshake(k, peer)
+    handshake(k, peer)  # a second hello (e.g. a re-rendered view) must not duplicate text
+    assert peer.doc.get_text("t").to_string() == "abcdef"
+    assert k.text() == "abcdef"
+
+
+def test_both_sides_diverged_converge():
+    k = Kernel()
+    k.doc.get_text("t").insert(0, "K")
+    k.doc.commit()
+    peer = Peer("both")
+    peer.edit("P")
+    handshake(k, peer)
+    assert k.text() == peer.doc.get_text("t").to_string()
+    assert sorted(k.text()) == ["K", "P"]
+
+
+def test_welcome_carries_the_saved_version():
+    k = Kernel()
+    k.doc.get_text("t").insert(0, "x")
+    k.doc.commit()
+    k.saved = k.doc.oplog_vv
+    [welcome] = k.hub.handle(Peer("v").hello())
+    assert VersionVector.decode(welcome.saved) == k.doc.oplog_vv
+
+
+def test_a_malformed_update_is_refused_and_changes_nothing():
+    k = Kernel()
+    k.doc.get_text("t").insert(0, "safe")
+    k.doc.commit()
+    before = k.doc.oplog_vv
+    good = Peer("v").edit("x").updates[0]
+    with pytest.raises(ProtocolError):
+        k.hub.handle(p.ClientUpdate(view=p.ViewId("v"), updates=(good, b"\x00garbage")))
+    assert k.doc.oplog_vv == before and k.text() == "safe"
+    assert k.imported == []
+
+
+def test_a_malformed_version_vector_is_a_protocol_error():
+    with pytest.raises(ProtocolError, match="version vector"):
+        Kernel().hub.handle(p.Hello(view=p.ViewId("v"), version=b"\xff\xff\xff"))
+
+
+def test_an_update_with_missing_dependencies_asks_the_view_to_resync():
+    k = Kernel()
+    peer = Peer("gap")
+    first = peer.edit("a")
+    second = peer.edit("b")
+    out = k.hub.handle(second)  # the kernel never saw `first`
+    assert isinstance(out[-1], p.Welcome) and out[-1].to == "gap"
+    reply = peer.on_welcome(out[-1])
+    assert reply is not None
+    k.hub.handle(reply)
+    assert k.text() == "ab"
+    del first
+
+
+def test_three_peers_typing_concurrently_converge_through_the_hub():
+    k = Kernel()
+    peers = [Peer(f"v{i}") for i in range(3)]
+    for peer in peers:
+        handshake(k, peer)
+    outbox: list[p.ServerMessage] = []
+    for round_ in range(20):
+        for i, peer in enumerate(peers):
+            outbox += k.hub.handle(peer.edit(f"{i}{round_};"))
+    for message in outbox:  # deliver every relay to every peer (their own bytes too: idempotent)
+        assert isinstance(message, p.ServerUpdate)
+        for peer in peers:
+            for blob in message.updates:
+                peer.doc.import_(blob)
+    texts = {peer.doc.get_text("t").to_string() for peer in peers}
+    assert texts == {k.text()} and len(k.text()) == 3 * sum(len(f"0{r};") for r in range(20))
+
+
+def test_document_edits_via_the_notebook_schema_sync():
+    k = Kernel()
+    cid = nb.add_cell(k.doc, "select 1", name="one")
+    k.doc.commit()
+    peer = Peer("v")
+    handshake(k, peer)
+    assert [(c.id, c.source) for c in nb.read_cells(peer.doc)] == [(cid, "select 1")]
