@@ -28,7 +28,9 @@ class FakeView:
         self.received: list[dict[str, Any]] = []
         self.saved = VersionVector()
         self.welcomed = False
-        self.disconnect = room.connect(lambda content, buffers: self.inbox.append((content, buffers)))
+        self.disconnect = room.connect(
+            lambda content, buffers: self.inbox.append((content, buffers))
+        )
 
     def send(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         self.room.receive({**content, "view": self.view}, buffers or [])

@@ -34,12 +34,18 @@ def test_add_update_move_delete(doc):
     m = nb.add_cell(doc, "# notes", kind="markdown", index=0)
     doc.commit()
     assert [(c.id, c.kind, c.name) for c in nb.read_cells(doc)] == [
-        (m, "markdown", ""), (a, "sql", "one"), (b, "sql", "q1")]
+        (m, "markdown", ""),
+        (a, "sql", "one"),
+        (b, "sql", "q1"),
+    ]
     nb.update_cell(doc, a, source="select 10", name="ten")
     nb.move_cell(doc, b, 0)
     nb.delete_cell(doc, m)
     doc.commit()
-    assert [(c.name, c.source) for c in nb.read_cells(doc)] == [("q1", "select 2"), ("ten", "select 10")]
+    assert [(c.name, c.source) for c in nb.read_cells(doc)] == [
+        ("q1", "select 2"),
+        ("ten", "select 10"),
+    ]
 
 
 def test_move_uses_the_movable_list_so_concurrent_edits_follow_the_cell(doc):
@@ -48,7 +54,7 @@ def test_move_uses_the_movable_list_so_concurrent_edits_follow_the_cell(doc):
     doc.commit()
     other = LoroDoc()
     other.import_(doc.export(ExportMode.Snapshot()))
-    nb.move_cell(doc, b, 0)           # here: move b first
+    nb.move_cell(doc, b, 0)  # here: move b first
     doc.commit()
     nb.update_cell(other, b, source="select 2 + 2")  # there: edit b concurrently
     other.commit()

@@ -66,12 +66,25 @@ def test_server_messages_put_binary_in_buffers_not_json():
     out = p.encode_server(
         p.Welcome(to=p.ViewId("v"), room="r", branch="main", missing=b"m", version=b"v", saved=b"s")
     )
-    assert out.content == {"kind": "welcome", "to": "v", "room": "r", "branch": "main",
-                           "protocol": p.PROTOCOL_VERSION}
+    assert out.content == {
+        "kind": "welcome",
+        "to": "v",
+        "room": "r",
+        "branch": "main",
+        "protocol": p.PROTOCOL_VERSION,
+    }
     assert out.buffers == [b"m", b"v", b"s"]
     result = p.encode_server(
-        p.Result(id=None, cell="c", name="n", rows=5, columns=(p.Column("x", "INTEGER"),),
-                 shown=5, elapsed_ms=1.5, arrow=b"ipc")
+        p.Result(
+            id=None,
+            cell="c",
+            name="n",
+            rows=5,
+            columns=(p.Column("x", "INTEGER"),),
+            shown=5,
+            elapsed_ms=1.5,
+            arrow=b"ipc",
+        )
     )
     assert result.content["columns"] == [{"name": "x", "type": "INTEGER"}]
     assert result.buffers == [b"ipc"]
@@ -79,8 +92,14 @@ def test_server_messages_put_binary_in_buffers_not_json():
 
 def test_errors_omit_unset_fields():
     out = p.encode_server(p.Error(code="query", message="boom", cell="c", line=0, column=3))
-    assert out.content == {"kind": "error", "code": "query", "message": "boom", "cell": "c",
-                           "line": 0, "column": 3}
+    assert out.content == {
+        "kind": "error",
+        "code": "query",
+        "message": "boom",
+        "cell": "c",
+        "line": 0,
+        "column": 3,
+    }
 
 
 def test_every_server_message_type_encodes_to_its_kind():

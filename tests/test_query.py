@@ -16,7 +16,9 @@ def con():
 
 
 def test_a_result_becomes_a_view_later_cells_can_query(con):
-    r = query.run_cell(con, "per_carrier", "select carrier, count(*) as n from flights group by 1 order by 1")
+    r = query.run_cell(
+        con, "per_carrier", "select carrier, count(*) as n from flights group by 1 order by 1"
+    )
     assert r.view and r.table.column("n").to_pylist() == [834, 833, 833]
     assert r.columns == (("carrier", "BIGINT"), ("n", "BIGINT"))
     again = query.run_cell(con, "top", "select max(n) as m from per_carrier")
@@ -31,7 +33,11 @@ def test_rerunning_replaces_the_view(con):
 
 
 def test_several_statements_run_in_order_and_the_last_defines_the_result(con):
-    r = query.run_cell(con, "res", "create table t as select 7 as a;\ninsert into t values (8);\nselect sum(a) as s from t")
+    r = query.run_cell(
+        con,
+        "res",
+        "create table t as select 7 as a;\ninsert into t values (8);\nselect sum(a) as s from t",
+    )
     assert r.table.column("s").to_pylist() == [15]
 
 

@@ -37,7 +37,9 @@ def pump(*views):
 def test_views_receive_each_others_typing(room):
     a, b = FakeView(room, "a"), FakeView(room, "b")
     cid = room.add_cell("select 1", name="one")
-    a.hello(); b.hello(); pump(a, b)
+    a.hello()
+    b.hello()
+    pump(a, b)
     assert a.cells() == b.cells() == [("one", "select 1")]
     a.edit(lambda d: nb.cell_text(nb.find_cell(d, cid)[1]).insert(8, " + 1"))
     pump(a, b)
@@ -47,7 +49,9 @@ def test_views_receive_each_others_typing(room):
 
 def test_python_edits_and_direct_doc_edits_reach_every_view(room):
     a, b = FakeView(room, "a"), FakeView(room, "b")
-    a.hello(); b.hello(); pump(a, b)
+    a.hello()
+    b.hello()
+    pump(a, b)
     cid = room.add_cell("select 2", name="two")
     room.update_cell(cid, source="select 3")
     nb.cell_text(nb.find_cell(room.doc, cid)[1]).insert(0, "-- hi\n")
@@ -59,11 +63,15 @@ def test_python_edits_and_direct_doc_edits_reach_every_view(room):
 def test_a_reconnecting_view_gets_no_duplicates(room):
     a = FakeView(room, "a")
     room.add_cell("select 1", name="one")
-    a.hello(); pump(a)
-    a.hello(); a.hello(); pump(a)
+    a.hello()
+    pump(a)
+    a.hello()
+    a.hello()
+    pump(a)
     assert a.cells() == [("one", "select 1")]
     fresh = FakeView(room, "reloaded")  # a reloaded page is a new peer with an empty doc
-    fresh.hello(); pump(fresh)
+    fresh.hello()
+    pump(fresh)
     assert fresh.cells() == [("one", "select 1")]
 
 
@@ -72,14 +80,17 @@ def test_edits_made_before_the_handshake_are_sent_after_it(room):
     a.doc.get_movable_list("cells")  # the view typed while offline: it has its own cell
     nb.add_cell(a.doc, "select 'offline'", name="off")
     a.doc.commit()
-    a.hello(); pump(a)
+    a.hello()
+    pump(a)
     assert [c.name for c in room.cells] == ["off"]
 
 
 def test_a_malformed_update_gets_an_error_to_that_view_and_changes_nothing(room):
     a, b = FakeView(room, "a"), FakeView(room, "b")
     room.add_cell("select 1", name="one")
-    a.hello(); b.hello(); pump(a, b)
+    a.hello()
+    b.hello()
+    pump(a, b)
     before = room.doc.oplog_vv
     a.send({"kind": "update"}, [b"\x00not loro"])
     pump(a, b)
@@ -113,8 +124,9 @@ def test_a_run_from_one_view_shows_in_every_view(lake):
     con = duckdb.connect()
     con.execute("create table flights as select range % 12 + 1 as month from range(1200)")
     with snb.SqlRoom("runs", lake=lake, connection=con) as room:
-        cid = room.add_cell("select month, count(*) as n from flights group by 1 order by 1",
-                            name="per_month")
+        cid = room.add_cell(
+            "select month, count(*) as n from flights group by 1 order by 1", name="per_month"
+        )
         a, b = FakeView(room, "a"), FakeView(room, "b")
         a.send({"kind": "run", "id": "r1", "cell": cid})
         pump(a, b)
@@ -122,11 +134,14 @@ def test_a_run_from_one_view_shows_in_every_view(lake):
             assert view.kinds()[-2:] == ["run_started", "result"]
             result = view.received[-1]
             assert result["rows"] == 12 and result["id"] == "r1" and result["name"] == "per_month"
-            assert result["columns"] == [{"name": "month", "type": "BIGINT"},
-                                         {"name": "n", "type": "BIGINT"}]
+            assert result["columns"] == [
+                {"name": "month", "type": "BIGINT"},
+                {"name": "n", "type": "BIGINT"},
+            ]
         # results reach views that join later
         late = FakeView(room, "late")
-        late.hello(); late.pump()
+        late.hello()
+        late.pump()
         assert "result" in late.kinds()
         assert con.sql("select sum(n) from per_month").fetchone() == (1200,)
 
@@ -157,7 +172,8 @@ def test_markdown_cells_do_not_run(room):
 
 def test_saved_acks_follow_flushes(room):
     a = FakeView(room, "a")
-    a.hello(); a.pump()
+    a.hello()
+    a.pump()
     a.edit(lambda d: nb.add_cell(d, "select 42", name="answer"))
     a.pump()
     room.flush()
@@ -179,19 +195,22 @@ def test_a_closed_room_refuses_work(lake):
     room.close()  # idempotent
     with pytest.raises(ClosedError):
         room.add_cell("select 1")
-    a.hello(); a.pump()
+    a.hello()
+    a.pump()
     assert a.received[-1]["code"] == "closed"
 
 
 def test_edits_from_views_survive_a_restart(lake):
     with snb.SqlRoom("restart", lake=lake) as room:
         a = FakeView(room, "a")
-        a.hello(); a.pump()
+        a.hello()
+        a.pump()
         a.edit(lambda d: nb.add_cell(d, "select 'from the browser'", name="b1"))
     with snb.SqlRoom("restart", lake=lake) as again:
         assert [(c.name, c.source) for c in again.cells] == [("b1", "select 'from the browser'")]
         v = FakeView(again, "v")
-        v.hello(); v.pump()
+        v.hello()
+        v.pump()
         assert v.cells() == [("b1", "select 'from the browser'")]
 
 

@@ -33,7 +33,9 @@ class Peer:
         t = self.doc.get_text("t")
         t.insert(t.len_unicode, text)
         self.doc.commit()
-        return p.ClientUpdate(view=self.view, updates=(self.doc.export(ExportMode.Updates(before)),))
+        return p.ClientUpdate(
+            view=self.view, updates=(self.doc.export(ExportMode.Updates(before)),)
+        )
 
 
 class Kernel:
@@ -41,8 +43,13 @@ class Kernel:
         self.doc = LoroDoc()
         self.saved = VersionVector()
         self.imported: list[tuple[int, int]] = []
-        self.hub = SyncHub(self.doc, "r", "main", saved_version=lambda: self.saved,
-                           on_imported=lambda c, n: self.imported.append((c, n)))
+        self.hub = SyncHub(
+            self.doc,
+            "r",
+            "main",
+            saved_version=lambda: self.saved,
+            on_imported=lambda c, n: self.imported.append((c, n)),
+        )
 
     def text(self) -> str:
         return self.doc.get_text("t").to_string()

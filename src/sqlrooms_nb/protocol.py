@@ -12,7 +12,7 @@ view's id and the others ignore it. Relayed updates carry ``origin`` = the sendi
 
 View -> kernel ("client" messages)
 ----------------------------------
-``hello``   {view}                      buffers: [oplog version vector]  (Loro ``VersionVector.encode``)
+``hello``   {view}                      buffers: [oplog version vector] (``VersionVector.encode``)
             The first thing a view sends, and again after any gap. The kernel answers ``welcome``.
 ``update``  {view}                      buffers: [update, ...]  one or more Loro update blobs
 ``run``     {view, id, cell}            run a SQL cell; replies are broadcast (``run_started``,

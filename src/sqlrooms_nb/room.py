@@ -57,11 +57,7 @@ def validate_room_id(room_id: str, what: str = "room id") -> str:
     Raises :class:`ValidationError` otherwise (the id reaches SQL filters and could reach
     file names, so it is checked before anything else happens).
     """
-    if (
-        not isinstance(room_id, str)
-        or not _ROOM_ID.match(room_id)
-        or set(room_id) == {"."}
-    ):
+    if not isinstance(room_id, str) or not _ROOM_ID.match(room_id) or set(room_id) == {"."}:
         raise ValidationError(
             f"{what} {room_id!r} is not valid: use 1-128 letters, digits, '_', '.' or '-' "
             "(e.g. 'sales-review')"
@@ -116,7 +112,9 @@ class SqlRoom:
         # one kernel: the earlier object is closed (flushed) before this one recovers.
         for other in list(_open_rooms):
             if (other.room_id, other.branch, other._lake.location) == (
-                self.room_id, self.branch, self._lake.location
+                self.room_id,
+                self.branch,
+                self._lake.location,
             ):
                 LOG.info("[sqlrooms_nb] closing the earlier SqlRoom(%r) of this kernel", room_id)
                 other.close()
@@ -182,7 +180,9 @@ class SqlRoom:
         with self._editing():
             return nb.add_cell(self._doc, source, name=name, kind=kind, index=index)
 
-    def update_cell(self, cell_id: str, *, source: str | None = None, name: str | None = None) -> None:
+    def update_cell(
+        self, cell_id: str, *, source: str | None = None, name: str | None = None
+    ) -> None:
         """Change a cell's source and/or name (``None`` leaves it unchanged).
 
         The source is changed by a text diff, so concurrent edits elsewhere in it survive.
@@ -215,7 +215,7 @@ class SqlRoom:
 
     def _run(self, cell_id: str, *, request: p.RequestId | None, view: p.ViewId | None) -> pa.Table:
         self._check_open()
-        _, cell_map = nb.find_cell(self._doc, cell_id)
+        nb.find_cell(self._doc, cell_id)  # raises CellNotFoundError
         cell = next(c for c in nb.read_cells(self._doc) if c.id == cell_id)
         if cell.kind != "sql":
             raise ValidationError(f"cell {cell_id!r} is a {cell.kind} cell; only SQL cells run")
@@ -224,8 +224,12 @@ class SqlRoom:
             result = query.run_cell(self._con, cell.name, cell.source)
         except QueryError as exc:
             error = p.Error(
-                code=exc.code, message=str(exc), id=request, cell=cell_id,
-                line=exc.line, column=exc.column,
+                code=exc.code,
+                message=str(exc),
+                id=request,
+                cell=cell_id,
+                line=exc.line,
+                column=exc.column,
             )
             self._results[cell_id] = error
             self._broadcast([error])
@@ -286,7 +290,7 @@ class SqlRoom:
 
     @property
     def widget(self) -> SqlRoomWidget:
-        """The anywidget showing this room (created on first use; display it any number of times)."""
+        """The anywidget showing this room (made on first use; display it any number of times)."""
         if self._widget is None:
             from .widget import SqlRoomWidget
 
@@ -338,7 +342,9 @@ class SqlRoom:
             replies = [p.Error(code=exc.code, message=str(exc), to=view, id=_request_of(content))]
         except Exception as exc:  # a bug must not take the comm down
             LOG.exception("[sqlrooms_nb] failed to handle a message from view %s", view)
-            replies = [p.Error(code="internal", message=repr(exc), to=view, id=_request_of(content))]
+            replies = [
+                p.Error(code="internal", message=repr(exc), to=view, id=_request_of(content))
+            ]
         self._broadcast(replies)
 
     def handle(self, message: p.ClientMessage) -> list[p.ServerMessage]:
@@ -372,7 +378,9 @@ class SqlRoom:
                     try:
                         deliver(out.content, out.buffers)
                     except Exception:  # one broken transport must not stop the others
-                        LOG.exception("[sqlrooms_nb] could not send %s to a view", out.content["kind"])
+                        LOG.exception(
+                            "[sqlrooms_nb] could not send %s to a view", out.content["kind"]
+                        )
 
     # --- fan-out callbacks ---------------------------------------------------------------------
 
@@ -395,8 +403,12 @@ class SqlRoom:
         LOG.warning("[sqlrooms_nb] room %s: %s", self.room_id, error)
         self._broadcast([p.Error(code=error.code, message=str(error))])
 
-    def _stamp_author(self, event: dict[str, Any]) -> bool:
-        """Pre-commit hook: record the author's display name as the change message."""
+    def _stamp_author(self, event: Any) -> bool:
+        """Pre-commit hook: record the author's display name as the change message.
+
+        loro 1.17 passes a dict (``change_meta``, ``origin``, ``modifier``) although its stubs
+        declare an object with those attributes.
+        """
         try:
             if self.author and not event["change_meta"].message:
                 event["modifier"].set_message(self.author)
@@ -408,7 +420,9 @@ class SqlRoom:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise ClosedError(f"room {self.room_id!r} is closed; open a new SqlRoom to keep working")
+            raise ClosedError(
+                f"room {self.room_id!r} is closed; open a new SqlRoom to keep working"
+            )
 
     def _editing(self) -> _Edit:
         self._check_open()
@@ -416,7 +430,8 @@ class SqlRoom:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self.cells)} cells"
-        return f"SqlRoom({self.room_id!r}, branch={self.branch!r}, {state}, lake={str(self._lake.location)!r})"
+        lake = str(self._lake.location)
+        return f"SqlRoom({self.room_id!r}, branch={self.branch!r}, {state}, lake={lake!r})"
 
 
 class _Edit:
@@ -449,4 +464,3 @@ def _close_open_rooms() -> None:
             room.close()
         except BaseException:
             LOG.exception("[sqlrooms_nb] could not close room %s at exit", room.room_id)
-

@@ -68,7 +68,9 @@ class SyncHub:
             return [self.welcome(message.view, message.version)]
         if isinstance(message, p.ClientUpdate):
             imported = self.import_updates(message.updates)
-            out: list[p.ServerMessage] = [p.ServerUpdate(origin=message.view, updates=message.updates)]
+            out: list[p.ServerMessage] = [
+                p.ServerUpdate(origin=message.view, updates=message.updates)
+            ]
             if imported.gap:
                 # The view built on changes the kernel has not seen: ask it for everything
                 # beyond the kernel's version (it answers with an ordinary update).
@@ -81,7 +83,9 @@ class SyncHub:
         try:
             view_vv = VersionVector.decode(version)
         except BaseException as exc:  # loro raises BaseException subclasses
-            raise ProtocolError(f"hello carried a version vector Loro cannot decode: {exc}") from None
+            raise ProtocolError(
+                f"hello carried a version vector Loro cannot decode: {exc}"
+            ) from None
         self.doc.commit()  # oplog_vv counts uncommitted ops: commit before exporting
         missing = self.doc.export(ExportMode.Updates(view_vv))
         return self._welcome_for(view, missing)
@@ -117,4 +121,3 @@ class SyncHub:
         nbytes = sum(len(b) for b in updates)
         self._on_imported(changes, nbytes)
         return Imported(changes=changes, nbytes=nbytes, gap=gap)
-

@@ -22,7 +22,7 @@ STATIC = pathlib.Path(__file__).parent / "static"
 MessageHandler = Callable[[object, Sequence[Any] | None], None]
 
 
-class SqlRoomWidget(anywidget.AnyWidget):  # type: ignore[misc]
+class SqlRoomWidget(anywidget.AnyWidget):
     """The browser view of a :class:`~sqlrooms_nb.room.SqlRoom`.
 
     ``on_message(content, buffers)`` receives every custom message from any view (on the
