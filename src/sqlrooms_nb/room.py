@@ -131,6 +131,8 @@ class SqlRoom:
                 policy=flush_policy or FlushPolicy(),
                 on_saved=self._on_saved,
                 on_error=self._on_storage_error,
+                # exporting commits an open transaction: wait briefly for API edits to finish
+                doc_lock=self._lock,
             )
         except BaseException:
             self._lake.release()
@@ -221,6 +223,14 @@ class SqlRoom:
             raise ValidationError(f"cell {cell_id!r} is a {cell.kind} cell; only SQL cells run")
         self._broadcast([p.RunStarted(id=request, cell=cell_id, view=view)])
         try:
+            twins = [
+                c.id for c in nb.read_cells(self._doc) if c.name == cell.name and c.id != cell_id
+            ]
+            if twins:  # e.g. two views added a cell at once and both picked the next free qN
+                raise ValidationError(
+                    f"another cell is also named {cell.name!r}: rename one of them so each "
+                    "result has its own view name"
+                )
             result = query.run_cell(self._con, cell.name, cell.source)
         except QueryError as exc:
             error = p.Error(

@@ -31,18 +31,23 @@ class SqlRoomWidget(anywidget.AnyWidget):
     Raises :class:`SqlRoomsError` if the JS bundle was not built (``npm run build``).
     """
 
+    # Class attributes, not constructor arguments: anywidget reads a Path here (and watches it
+    # in development); passed to __init__ a Path fails marimo's trait validation.
+    _esm = STATIC / "widget.js"
+    _css = STATIC / "widget.css"
+
     room_id = traitlets.Unicode("").tag(sync=True)
     branch = traitlets.Unicode("main").tag(sync=True)
     author = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, *, on_message: MessageHandler, **traits: Any) -> None:
-        esm, css = STATIC / "widget.js", STATIC / "widget.css"
-        if not esm.exists():
-            raise SqlRoomsError(
-                f"the sqlrooms_nb browser bundle is missing ({esm}); build it with "
-                "`npm ci && npm run build` in the source tree (or `make demo`)"
-            )
-        super().__init__(_esm=esm, _css=css if css.exists() else "", **traits)
+        for bundle in (STATIC / "widget.js", STATIC / "widget.css"):
+            if not bundle.exists():
+                raise SqlRoomsError(
+                    f"the sqlrooms_nb browser bundle is missing ({bundle}); build it with "
+                    "`npm ci && npm run build` in the source tree (or `make demo`)"
+                )
+        super().__init__(**traits)
         self._on_message = on_message
         self.on_msg(self._receive)
 

@@ -1,0 +1,206 @@
+/**
+ * The notebook document schema on Loro, and the operations the UI makes on it.
+ *
+ * Mirrors `src/sqlrooms_nb/notebook.py` (schema version 1):
+ *
+ *     meta   LoroMap          {"schema": 1, "title": str}
+ *     cells  LoroMovableList  of LoroMap, one per cell, in display order:
+ *              id      str       stable id, [A-Za-z0-9_-]{1,64}; never changes
+ *              kind    str       "sql" | "markdown"
+ *              name    str       result name of a SQL cell (see validateCellName); "" for markdown
+ *              source  LoroText  the cell's text (positions in UTF-16 units here)
+ *
+ * Unlike the Python helpers, each operation here is one user action and ends with exactly one
+ * `doc.commit()`, tagged with the origin {@link STRUCTURE_ORIGIN} (kept out of the editors' undo
+ * stacks: Ctrl-Z in a cell undoes typing, not the add / move / delete buttons). Nothing here
+ * touches the DOM.
+ */
+import { LoroMap, LoroText, type LoroDoc, type LoroMovableList } from "loro-crdt";
+import { randomId, type CellId } from "./protocol";
+
+export const SCHEMA_VERSION = 1;
+export type CellKind = "sql" | "markdown";
+export const CELL_KINDS: readonly CellKind[] = ["sql", "markdown"];
+
+/** Commit origin of structural edits (add, delete, move, rename); an undo-manager exclude prefix. */
+export const STRUCTURE_ORIGIN = "snb:structure";
+
+const CELL_ID = /^[A-Za-z0-9_-]{1,64}$/;
+const CELL_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+/** One cell as plain values (a read, not a live handle). */
+export interface Cell {
+  id: CellId;
+  kind: CellKind;
+  name: string;
+  source: string;
+}
+
+/** A live handle on one cell: its map and `source` text in the document. */
+export interface CellHandle {
+  id: CellId;
+  kind: CellKind;
+  name: string;
+  /** 0-based position in display order. */
+  index: number;
+  map: LoroMap;
+  /** `undefined` only for a malformed cell without a `source` text. */
+  text: LoroText | undefined;
+}
+
+/** A user-facing validation failure (bad name, index out of range, unknown cell). */
+export class CellError extends Error {
+  override name = "CellError";
+}
+
+/** The root `cells` movable list. */
+export function cellsList(doc: LoroDoc): LoroMovableList {
+  return doc.getMovableList("cells");
+}
+
+/** Whether `name` is a valid result name (a plain SQL identifier of at most 63 characters). */
+export function isValidCellName(name: string): boolean {
+  return CELL_NAME.test(name);
+}
+
+/** Return `name` if valid, else throw {@link CellError} saying what a valid name looks like. */
+export function validateCellName(name: string): string {
+  if (!isValidCellName(name)) {
+    throw new CellError(
+      `cell name ${JSON.stringify(name)} is not valid: use a letter or '_' followed by letters, digits or '_' ` +
+        "(at most 63 characters), e.g. 'flights_per_month'",
+    );
+  }
+  return name;
+}
+
+/** A fresh random cell id: 12 URL-safe characters (72 bits). */
+export function newCellId(): CellId {
+  return randomId(9) as CellId;
+}
+
+function handleAt(list: LoroMovableList, index: number): CellHandle | undefined {
+  const item: unknown = list.get(index);
+  if (!(item instanceof LoroMap)) return undefined;
+  const id: unknown = item.get("id");
+  const kind: unknown = item.get("kind") ?? "sql";
+  if (typeof id !== "string" || !CELL_KINDS.includes(kind as CellKind)) return undefined;
+  const name: unknown = item.get("name");
+  const source: unknown = item.get("source");
+  return {
+    id: id as CellId,
+    kind: kind as CellKind,
+    name: typeof name === "string" ? name : "",
+    index,
+    map: item,
+    text: source instanceof LoroText ? source : undefined,
+  };
+}
+
+/**
+ * Live handles of all well-formed cells, in display order (cheap: no deep value is built).
+ * Items that are not well-formed cell maps are skipped, as in notebook.py.
+ */
+export function cellHandles(doc: LoroDoc): CellHandle[] {
+  const list = cellsList(doc);
+  const out: CellHandle[] = [];
+  const n = list.length;
+  for (let i = 0; i < n; i++) {
+    const handle = handleAt(list, i);
+    if (handle) out.push(handle);
+  }
+  return out;
+}
+
+/** All cells in display order, as plain values. */
+export function readCells(doc: LoroDoc): Cell[] {
+  return cellHandles(doc).map((h) => ({ id: h.id, kind: h.kind, name: h.name, source: h.text?.toString() ?? "" }));
+}
+
+/** The first of `q1`, `q2`... not used as a result name yet. */
+export function uniqueName(doc: LoroDoc, prefix = "q"): string {
+  const taken = new Set(cellHandles(doc).map((h) => h.name));
+  let n = 1;
+  while (taken.has(`${prefix}${n}`)) n++;
+  return `${prefix}${n}`;
+}
+
+/** The live handle of cell `id`, or `undefined`. */
+export function findCell(doc: LoroDoc, id: string): CellHandle | undefined {
+  const list = cellsList(doc);
+  const n = list.length;
+  for (let i = 0; i < n; i++) {
+    const handle = handleAt(list, i);
+    if (handle?.id === id) return handle;
+  }
+  return undefined;
+}
+
+function mustFind(doc: LoroDoc, id: string): CellHandle {
+  const handle = findCell(doc, id);
+  if (!handle) throw new CellError(`no cell with id ${JSON.stringify(id)} in this notebook`);
+  return handle;
+}
+
+export interface AddCellOptions {
+  source?: string;
+  /** Defaults to a fresh `qN` for SQL cells and `""` for markdown. */
+  name?: string;
+  kind?: CellKind;
+  /** 0-based insert position; `undefined` appends. */
+  index?: number;
+  id?: string;
+}
+
+/** Insert a cell and commit; returns its id. Throws {@link CellError} for a bad name/id/index. */
+export function addCell(doc: LoroDoc, options: AddCellOptions = {}): CellId {
+  const kind = options.kind ?? "sql";
+  if (!CELL_KINDS.includes(kind)) throw new CellError(`cell kind ${JSON.stringify(kind)} is not one of sql, markdown`);
+  const name = options.name ?? (kind === "sql" ? uniqueName(doc) : "");
+  if (name !== "" || kind === "sql") validateCellName(name);
+  const id = options.id ?? newCellId();
+  if (!CELL_ID.test(id)) throw new CellError(`cell id ${JSON.stringify(id)} is not valid: 1-64 of [A-Za-z0-9_-]`);
+  const list = cellsList(doc);
+  const index = options.index ?? list.length;
+  if (!Number.isInteger(index) || index < 0 || index > list.length) {
+    throw new CellError(`index ${index} is out of range 0..${list.length}`);
+  }
+  const map = list.insertContainer(index, new LoroMap());
+  map.set("id", id);
+  map.set("kind", kind);
+  map.set("name", name);
+  const text = map.setContainer("source", new LoroText());
+  if (options.source) text.insert(0, options.source);
+  doc.commit({ origin: STRUCTURE_ORIGIN });
+  return id as CellId;
+}
+
+/** Delete cell `id` and commit. Throws {@link CellError} if there is none. */
+export function deleteCell(doc: LoroDoc, id: string): void {
+  const { index } = mustFind(doc, id);
+  cellsList(doc).delete(index, 1);
+  doc.commit({ origin: STRUCTURE_ORIGIN });
+}
+
+/**
+ * Move cell `id` to `index` (0-based position after the move) with the movable list's `move`
+ * (never delete + insert) and commit. Throws {@link CellError} for an unknown cell or bad index.
+ */
+export function moveCell(doc: LoroDoc, id: string, index: number): void {
+  const from = mustFind(doc, id).index;
+  const n = cellsList(doc).length;
+  if (!Number.isInteger(index) || index < 0 || index >= n) throw new CellError(`index ${index} is out of range 0..${n - 1}`);
+  if (from !== index) {
+    cellsList(doc).move(from, index);
+    doc.commit({ origin: STRUCTURE_ORIGIN });
+  }
+}
+
+/** Set the result name of cell `id` and commit. Throws {@link CellError} for a bad name. */
+export function renameCell(doc: LoroDoc, id: string, name: string): void {
+  const handle = mustFind(doc, id);
+  if (name !== "" || handle.kind === "sql") validateCellName(name);
+  if (handle.name === name) return;
+  handle.map.set("name", name);
+  doc.commit({ origin: STRUCTURE_ORIGIN });
+}

@@ -1,0 +1,152 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it, mock } from "node:test";
+import {
+  CLIENT_KINDS,
+  SERVER_KINDS,
+  ProtocolError,
+  decodeClient,
+  decodeServer,
+  encodeClient,
+  encodeServer,
+  randomId,
+  type CellId,
+  type ClientMessage,
+  type RequestId,
+  type ServerMessage,
+  type ViewId,
+} from "./protocol";
+
+const view = "view_1" as ViewId;
+const id = "req-1" as RequestId;
+const cell = "abcDEF123_-x" as CellId;
+const bytes = (...xs: number[]) => new Uint8Array(xs);
+/** What anywidget gives the browser: DataViews, here over a larger buffer at an offset. */
+const asDataViews = (buffers: Uint8Array[]) =>
+  buffers.map((b) => {
+    const big = new Uint8Array(b.byteLength + 8);
+    big.set(b, 4);
+    return new DataView(big.buffer, 4, b.byteLength);
+  });
+
+describe("protocol", () => {
+  it("declares the same kinds as protocol.py", () => {
+    const py = readFileSync(join(process.cwd(), "src/sqlrooms_nb/protocol.py"), "utf8");
+    const tuple = (name: string) => {
+      const m = new RegExp(`^${name} = \\(([^)]*)\\)`, "m").exec(py);
+      assert.ok(m, `${name} not found in protocol.py`);
+      return [...(m[1] ?? "").matchAll(/"([a-z_]+)"/g)].map((x) => x[1]);
+    };
+    assert.deepEqual([...CLIENT_KINDS], tuple("CLIENT_KINDS"));
+    assert.deepEqual([...SERVER_KINDS], tuple("SERVER_KINDS"));
+  });
+
+  it("keeps each kinds array on one line in the form the Python test parses", () => {
+    const ts = readFileSync(join(process.cwd(), "js/protocol.ts"), "utf8");
+    assert.match(ts, /^export const CLIENT_KINDS = \[[^\]\n]*\] as const;$/m);
+    assert.match(ts, /^export const SERVER_KINDS = \[[^\]\n]*\] as const;$/m);
+  });
+
+  it("round-trips every client message through encode and decode", () => {
+    const messages: ClientMessage[] = [
+      { kind: "hello", view, version: bytes(1, 2, 3) },
+      { kind: "update", view, updates: [bytes(4), bytes(5, 6)] },
+      { kind: "run", view, id, cell },
+      { kind: "ping", view, id },
+    ];
+    for (const message of messages) {
+      const wire = encodeClient(message);
+      assert.equal(wire.content["kind"], message.kind);
+      assert.equal(JSON.parse(JSON.stringify(wire.content))["view"], view, "content is plain JSON");
+      assert.deepEqual(decodeClient(wire.content, asDataViews(wire.buffers)), message);
+    }
+  });
+
+  it("sends buffers that own their whole ArrayBuffer", () => {
+    const big = new Uint8Array([9, 9, 1, 2, 3, 9]);
+    const wire = encodeClient({ kind: "update", view, updates: [big.subarray(2, 5)] });
+    const [buf] = wire.buffers;
+    assert.ok(buf);
+    assert.equal(buf.byteOffset, 0);
+    assert.equal(buf.buffer.byteLength, 3);
+    assert.deepEqual([...buf], [1, 2, 3]);
+  });
+
+  it("round-trips every server message, buffers arriving as DataViews", () => {
+    const messages: ServerMessage[] = [
+      {
+        kind: "welcome",
+        to: view,
+        room: "r",
+        branch: "main",
+        protocol: 1,
+        missing: bytes(1),
+        version: bytes(2),
+        saved: bytes(),
+      },
+      { kind: "update", origin: view, updates: [bytes(1, 2), bytes(3)] },
+      { kind: "update", origin: null, updates: [bytes(7)] },
+      { kind: "saved", version: bytes(8, 9) },
+      { kind: "run_started", id, cell, view: null },
+      {
+        kind: "result",
+        id: null,
+        cell,
+        name: "q1",
+        rows: 336776,
+        columns: [{ name: "x", type: "INTEGER" }],
+        shown: 100,
+        elapsed_ms: 12.5,
+        arrow: bytes(0xff, 0xff),
+      },
+      { kind: "error", code: "query", message: "Parser Error", cell, line: 0, column: 7 },
+      { kind: "error", code: "protocol", message: "bad", to: view },
+      { kind: "pong", to: view, id },
+    ];
+    for (const message of messages) {
+      const wire = encodeServer(message);
+      const content = JSON.parse(JSON.stringify(wire.content)) as unknown;
+      assert.deepEqual(decodeServer(content, asDataViews(wire.buffers)), message);
+    }
+  });
+
+  it("decodes kernel messages exactly as protocol.py encodes them", () => {
+    // Shapes copied from protocol.encode_server (None fields stay null; error omits them).
+    assert.deepEqual(decodeServer({ kind: "run_started", id: null, cell: "c1", view: null }, []), {
+      kind: "run_started",
+      id: null,
+      cell: "c1",
+      view: null,
+    });
+    assert.deepEqual(decodeServer({ kind: "update", origin: null }, [new DataView(new ArrayBuffer(2))]), {
+      kind: "update",
+      origin: null,
+      updates: [bytes(0, 0)],
+    });
+  });
+
+  it("logs an unknown kind instead of throwing", () => {
+    const warn = mock.method(console, "warn", () => undefined);
+    try {
+      assert.equal(decodeServer({ kind: "presence", x: 1 }, []), null);
+      assert.equal(warn.mock.callCount(), 1);
+      assert.match(String(warn.mock.calls[0]?.arguments[0]), /\[sqlrooms_nb\] unknown message kind/);
+    } finally {
+      warn.mock.restore();
+    }
+  });
+
+  it("rejects malformed known messages with ProtocolError", () => {
+    assert.throws(() => decodeServer({ kind: "welcome", to: view, room: "r", branch: "b", protocol: 1 }, []), ProtocolError);
+    assert.throws(() => decodeServer({ kind: "result", cell: 3 }, []), ProtocolError);
+    assert.throws(() => decodeServer("hello", []), ProtocolError);
+    assert.throws(() => decodeClient({ kind: "update", view }, []), ProtocolError);
+  });
+
+  it("makes URL-safe random ids of 12 characters", () => {
+    const ids = new Set(Array.from({ length: 200 }, () => randomId()));
+    assert.equal(ids.size, 200);
+    for (const x of ids) assert.match(x, /^[A-Za-z0-9_-]{12}$/);
+  });
+});

@@ -1,0 +1,419 @@
+/**
+ * Messages between a browser view and the kernel, and their encoding (one place).
+ *
+ * Mirrors `src/sqlrooms_nb/protocol.py` kind for kind (a Python test parses the two `*_KINDS`
+ * lines below and compares them with the Python tuples: keep each on one line). `content` is a
+ * JSON object with a `kind`; binary payloads (Loro updates, version vectors, Arrow IPC) travel in
+ * `buffers`, never inside JSON. Buffers arrive from anywidget as `DataView`s (or `ArrayBuffer`s)
+ * and are normalised to `Uint8Array` here, because Loro imports only `Uint8Array`.
+ *
+ * Kernel messages reach every view of a widget: one meant for a single view carries `to` = that
+ * view's id, and the others ignore it (see {@link isForView}).
+ */
+
+export const CLIENT_KINDS = ["hello", "update", "run", "ping"] as const;
+export const SERVER_KINDS = ["welcome", "update", "saved", "run_started", "result", "error", "pong"] as const;
+
+/** Bumped with `PROTOCOL_VERSION` in protocol.py whenever a message changes shape. */
+export const PROTOCOL_VERSION = 1;
+
+export const LOG_PREFIX = "[sqlrooms_nb]";
+
+export type ClientKind = (typeof CLIENT_KINDS)[number];
+export type ServerKind = (typeof SERVER_KINDS)[number];
+
+/** A view's id: 1-64 URL-safe characters, random per rendered view. */
+export type ViewId = string & { readonly __brand: "ViewId" };
+/** A request id, echoed by the replies to `run` and `ping`. */
+export type RequestId = string & { readonly __brand: "RequestId" };
+/** A cell's stable id, `[A-Za-z0-9_-]{1,64}`. */
+export type CellId = string & { readonly __brand: "CellId" };
+
+// --- client messages (view -> kernel) --------------------------------------------------------
+
+/** The view's opening message (and again after any gap): its oplog version vector. */
+export interface Hello {
+  kind: "hello";
+  view: ViewId;
+  /** `VersionVector.encode()` of the view's oplog. */
+  version: Uint8Array;
+}
+
+/** Loro update blobs made in this view (one or more, each non-empty). */
+export interface ClientUpdate {
+  kind: "update";
+  view: ViewId;
+  updates: Uint8Array[];
+}
+
+/** Run the SQL cell `cell`; `id` is echoed in `run_started` / `result` / `error`. */
+export interface Run {
+  kind: "run";
+  view: ViewId;
+  id: RequestId;
+  cell: CellId;
+}
+
+/** Liveness probe, answered by `pong`. */
+export interface Ping {
+  kind: "ping";
+  view: ViewId;
+  id: RequestId;
+}
+
+export type ClientMessage = Hello | ClientUpdate | Run | Ping;
+
+// --- server messages (kernel -> views) -------------------------------------------------------
+
+/** Answer to `hello`: what the view lacks, what the kernel has, and what it has saved. */
+export interface Welcome {
+  kind: "welcome";
+  to: ViewId;
+  room: string;
+  branch: string;
+  protocol: number;
+  /** Loro updates the view lacks (may be empty). */
+  missing: Uint8Array;
+  /** `VersionVector.encode()` of the kernel's oplog. */
+  version: Uint8Array;
+  /** `VersionVector.encode()` of what is durable in the lake. */
+  saved: Uint8Array;
+}
+
+/** Updates the kernel imported or made; `origin` is the view they came from (`null`: kernel). */
+export interface ServerUpdate {
+  kind: "update";
+  origin: ViewId | null;
+  updates: Uint8Array[];
+}
+
+/** Everything up to `version` (an encoded version vector) is durable in the lake. */
+export interface Saved {
+  kind: "saved";
+  version: Uint8Array;
+}
+
+/** A cell run began; `view` is who asked (`null` when Python did). */
+export interface RunStarted {
+  kind: "run_started";
+  id: RequestId | null;
+  cell: CellId;
+  view: ViewId | null;
+}
+
+/** One result column: its name and DuckDB type name. */
+export interface Column {
+  name: string;
+  type: string;
+}
+
+/** A cell's result: `rows` in total, the first `shown` of them as an Arrow IPC stream. */
+export interface Result {
+  kind: "result";
+  id: RequestId | null;
+  cell: CellId;
+  name: string;
+  rows: number;
+  columns: Column[];
+  shown: number;
+  elapsed_ms: number;
+  arrow: Uint8Array;
+}
+
+/** A tagged error; `line` / `column` are 0-based when present. */
+export interface ErrorMessage {
+  kind: "error";
+  code: string;
+  message: string;
+  to?: ViewId;
+  id?: RequestId;
+  cell?: CellId;
+  line?: number;
+  column?: number;
+}
+
+/** Answer to `ping`. */
+export interface Pong {
+  kind: "pong";
+  to: ViewId;
+  id: RequestId;
+}
+
+export type ServerMessage = Welcome | ServerUpdate | Saved | RunStarted | Result | ErrorMessage | Pong;
+
+/** What anywidget hands over: JSON content plus binary buffers. */
+export interface Wire {
+  content: Record<string, unknown>;
+  buffers: Uint8Array[];
+}
+
+/** Anything anywidget may deliver as a buffer. */
+export type RawBuffer = DataView | ArrayBuffer | ArrayBufferView;
+
+/** A malformed kernel message (it is logged and dropped, never thrown out of a handler). */
+export class ProtocolError extends Error {
+  override name = "ProtocolError";
+}
+
+// --- helpers ---------------------------------------------------------------------------------
+
+/** Log a message kind this build does not know (a newer kernel); never throws. */
+export function logUnknownKind(kind: unknown): void {
+  console.warn(`${LOG_PREFIX} unknown message kind`, kind);
+}
+
+/**
+ * The never-check at the end of every `switch` over message kinds: fails the type-check when a
+ * kind is added without a case, and logs (instead of throwing) if one still arrives.
+ */
+export function assertNever(value: never, kind?: unknown): void {
+  logUnknownKind(kind ?? (value as { kind?: unknown } | undefined)?.kind);
+}
+
+/** A buffer as a `Uint8Array` over the same bytes (no copy). */
+export function toBytes(raw: RawBuffer): Uint8Array {
+  if (raw instanceof Uint8Array) return raw;
+  if (raw instanceof ArrayBuffer) return new Uint8Array(raw);
+  return new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength);
+}
+
+/**
+ * A buffer that owns all of its `ArrayBuffer` (copied when it is a view into a larger one).
+ * Some comm serialisers send `view.buffer` whole, ignoring the view's offset and length.
+ */
+export function tightBytes(bytes: Uint8Array): Uint8Array {
+  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) return bytes;
+  return bytes.slice();
+}
+
+/** Whether a kernel message concerns this view: no `to`, or `to` equal to `view`. */
+export function isForView(message: ServerMessage, view: ViewId): boolean {
+  return !("to" in message) || message.to === undefined || message.to === view;
+}
+
+// --- encoding (view -> kernel) ---------------------------------------------------------------
+
+/** Encode a client message as anywidget `content` plus `buffers`. */
+export function encodeClient(message: ClientMessage): Wire {
+  switch (message.kind) {
+    case "hello":
+      return { content: { kind: "hello", view: message.view }, buffers: [tightBytes(message.version)] };
+    case "update":
+      return { content: { kind: "update", view: message.view }, buffers: message.updates.map(tightBytes) };
+    case "run":
+      return { content: { kind: "run", view: message.view, id: message.id, cell: message.cell }, buffers: [] };
+    case "ping":
+      return { content: { kind: "ping", view: message.view, id: message.id }, buffers: [] };
+    default:
+      assertNever(message);
+      throw new ProtocolError(`cannot encode a message of kind ${String((message as { kind?: unknown }).kind)}`);
+  }
+}
+
+// --- decoding (kernel -> view) ---------------------------------------------------------------
+
+function str(content: Record<string, unknown>, name: string): string {
+  const value = content[name];
+  if (typeof value !== "string") throw new ProtocolError(`field ${name} must be a string, got ${typeof value}`);
+  return value;
+}
+
+function optStr(content: Record<string, unknown>, name: string): string | undefined {
+  const value = content[name];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "string") throw new ProtocolError(`field ${name} must be a string, got ${typeof value}`);
+  return value;
+}
+
+function num(content: Record<string, unknown>, name: string): number {
+  const value = content[name];
+  if (typeof value !== "number" || !Number.isFinite(value)) {
+    throw new ProtocolError(`field ${name} must be a number, got ${typeof value}`);
+  }
+  return value;
+}
+
+function optNum(content: Record<string, unknown>, name: string): number | undefined {
+  const value = content[name];
+  if (value === undefined || value === null) return undefined;
+  return num(content, name);
+}
+
+function buffer(buffers: Uint8Array[], index: number, what: string): Uint8Array {
+  const got = buffers[index];
+  if (got === undefined) throw new ProtocolError(`missing buffer ${index} (${what})`);
+  return got;
+}
+
+function columns(content: Record<string, unknown>): Column[] {
+  const value = content["columns"];
+  if (!Array.isArray(value)) throw new ProtocolError("field columns must be a list");
+  return value.map((c: unknown) => {
+    if (typeof c !== "object" || c === null) throw new ProtocolError("a column must be an object");
+    const col = c as Record<string, unknown>;
+    return { name: str(col, "name"), type: str(col, "type") };
+  });
+}
+
+function isServerKind(kind: unknown): kind is ServerKind {
+  return typeof kind === "string" && (SERVER_KINDS as readonly string[]).includes(kind);
+}
+
+/**
+ * Decode one kernel -> view message.
+ *
+ * Returns `null` (after logging `[sqlrooms_nb] unknown message kind`) for a kind this build does
+ * not know, so that a newer kernel does not break an older page. Throws {@link ProtocolError}
+ * for a known kind with missing or ill-typed fields.
+ */
+export function decodeServer(content: unknown, rawBuffers: readonly RawBuffer[] | undefined): ServerMessage | null {
+  if (typeof content !== "object" || content === null || Array.isArray(content)) {
+    throw new ProtocolError("a message must be a JSON object");
+  }
+  const c = content as Record<string, unknown>;
+  const kind = c["kind"];
+  if (!isServerKind(kind)) {
+    logUnknownKind(kind);
+    return null;
+  }
+  const buffers = (rawBuffers ?? []).map(toBytes);
+  switch (kind) {
+    case "welcome":
+      return {
+        kind,
+        to: str(c, "to") as ViewId,
+        room: str(c, "room"),
+        branch: str(c, "branch"),
+        protocol: num(c, "protocol"),
+        missing: buffer(buffers, 0, "missing updates"),
+        version: buffer(buffers, 1, "kernel version vector"),
+        saved: buffer(buffers, 2, "saved version vector"),
+      };
+    case "update":
+      return { kind, origin: (optStr(c, "origin") ?? null) as ViewId | null, updates: buffers };
+    case "saved":
+      return { kind, version: buffer(buffers, 0, "saved version vector") };
+    case "run_started":
+      return {
+        kind,
+        id: (optStr(c, "id") ?? null) as RequestId | null,
+        cell: str(c, "cell") as CellId,
+        view: (optStr(c, "view") ?? null) as ViewId | null,
+      };
+    case "result":
+      return {
+        kind,
+        id: (optStr(c, "id") ?? null) as RequestId | null,
+        cell: str(c, "cell") as CellId,
+        name: str(c, "name"),
+        rows: num(c, "rows"),
+        columns: columns(c),
+        shown: num(c, "shown"),
+        elapsed_ms: num(c, "elapsed_ms"),
+        arrow: buffer(buffers, 0, "arrow IPC stream"),
+      };
+    case "error": {
+      const message: ErrorMessage = { kind, code: str(c, "code"), message: str(c, "message") };
+      const to = optStr(c, "to");
+      const id = optStr(c, "id");
+      const cell = optStr(c, "cell");
+      const line = optNum(c, "line");
+      const column = optNum(c, "column");
+      if (to !== undefined) message.to = to as ViewId;
+      if (id !== undefined) message.id = id as RequestId;
+      if (cell !== undefined) message.cell = cell as CellId;
+      if (line !== undefined) message.line = line;
+      if (column !== undefined) message.column = column;
+      return message;
+    }
+    case "pong":
+      return { kind, to: str(c, "to") as ViewId, id: str(c, "id") as RequestId };
+    default:
+      assertNever(kind, kind);
+      return null;
+  }
+}
+
+// --- encoding (kernel -> view), for test doubles of the kernel -------------------------------
+
+/** Encode a kernel message the way protocol.py's `encode_server` does (used by fake kernels). */
+export function encodeServer(message: ServerMessage): Wire {
+  switch (message.kind) {
+    case "welcome":
+      return {
+        content: { kind: "welcome", to: message.to, room: message.room, branch: message.branch, protocol: message.protocol },
+        buffers: [message.missing, message.version, message.saved],
+      };
+    case "update":
+      return { content: { kind: "update", origin: message.origin }, buffers: message.updates };
+    case "saved":
+      return { content: { kind: "saved" }, buffers: [message.version] };
+    case "run_started":
+      return { content: { kind: "run_started", id: message.id, cell: message.cell, view: message.view }, buffers: [] };
+    case "result":
+      return {
+        content: {
+          kind: "result",
+          id: message.id,
+          cell: message.cell,
+          name: message.name,
+          rows: message.rows,
+          columns: message.columns.map((col) => ({ name: col.name, type: col.type })),
+          shown: message.shown,
+          elapsed_ms: message.elapsed_ms,
+        },
+        buffers: [message.arrow],
+      };
+    case "error": {
+      const content: Record<string, unknown> = { kind: "error", code: message.code, message: message.message };
+      for (const key of ["to", "id", "cell", "line", "column"] as const) {
+        if (message[key] !== undefined) content[key] = message[key];
+      }
+      return { content, buffers: [] };
+    }
+    case "pong":
+      return { content: { kind: "pong", to: message.to, id: message.id }, buffers: [] };
+    default:
+      assertNever(message);
+      throw new ProtocolError("cannot encode an unknown server message");
+  }
+}
+
+/** Decode a client message (for test doubles of the kernel); throws {@link ProtocolError}. */
+export function decodeClient(content: unknown, rawBuffers: readonly RawBuffer[] | undefined): ClientMessage {
+  if (typeof content !== "object" || content === null) throw new ProtocolError("a message must be a JSON object");
+  const c = content as Record<string, unknown>;
+  const kind = c["kind"];
+  const buffers = (rawBuffers ?? []).map(toBytes);
+  if (typeof kind !== "string" || !(CLIENT_KINDS as readonly string[]).includes(kind)) {
+    throw new ProtocolError(`unknown message kind ${String(kind)}`);
+  }
+  const k = kind as ClientKind;
+  const view = str(c, "view") as ViewId;
+  switch (k) {
+    case "hello":
+      if (buffers.length !== 1) throw new ProtocolError("hello needs exactly one buffer");
+      return { kind: k, view, version: buffer(buffers, 0, "version vector") };
+    case "update":
+      if (buffers.length === 0 || buffers.some((b) => b.byteLength === 0)) {
+        throw new ProtocolError("update needs one or more non-empty buffers");
+      }
+      return { kind: k, view, updates: buffers };
+    case "run":
+      return { kind: k, view, id: str(c, "id") as RequestId, cell: str(c, "cell") as CellId };
+    case "ping":
+      return { kind: k, view, id: str(c, "id") as RequestId };
+    default:
+      assertNever(k, k);
+      throw new ProtocolError(`unknown message kind ${String(kind)}`);
+  }
+}
+
+/** A random URL-safe id of `bytes * 4 / 3` characters (12 for the default 9 bytes). */
+export function randomId(bytes = 9): string {
+  const raw = new Uint8Array(bytes);
+  globalThis.crypto.getRandomValues(raw);
+  let binary = "";
+  for (const b of raw) binary += String.fromCharCode(b);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}

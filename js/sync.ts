@@ -1,0 +1,460 @@
+/**
+ * The sync client of one browser view: owns the view's Loro replica and speaks the protocol of
+ * `protocol.ts` through an injected `send`. Pure of DOM and of anywidget, so node tests drive it
+ * against an in-memory kernel.
+ *
+ * Handshake: `start()` sends `hello` with the oplog version vector. On `welcome` (addressed to
+ * this view) it imports buffer 0, then sends as one `update` whatever it has beyond the kernel's
+ * version vector (buffer 1) — this also carries every local edit made before the welcome, which
+ * was queued meanwhile — and records the saved version vector (buffer 2). An import that leaves
+ * `pending` ops (a gap) triggers a new `hello`; import is idempotent, so resyncing is always safe.
+ *
+ * Local updates are throttled, not debounced: the first goes at once, and those arriving within
+ * the next {@link SyncOptions.throttleMs} are coalesced into one `update` sent when the window
+ * closes.
+ *
+ * Status: `saved` when the kernel's saved version vector covers this replica's whole oplog;
+ * `saving` while something is not saved yet (or before the first welcome); `offline` when no
+ * welcome came {@link SyncOptions.welcomeTimeoutMs} after hello (hello is retried with backoff up
+ * to every {@link SyncOptions.retryMaxMs}), when a `ping` went unanswered, or when ops stayed unsaved for
+ * {@link SyncOptions.unsavedTimeoutMs} (then a `ping` checks the kernel and `hello` resyncs).
+ */
+import { LoroDoc, VersionVector, type LoroEventBatch } from "loro-crdt";
+import {
+  LOG_PREFIX,
+  assertNever,
+  decodeServer,
+  encodeClient,
+  isForView,
+  randomId,
+  type CellId,
+  type ClientMessage,
+  type ErrorMessage,
+  type RawBuffer,
+  type RequestId,
+  type Result,
+  type RunStarted,
+  type ServerMessage,
+  type ViewId,
+  type Welcome,
+} from "./protocol";
+
+export type SyncStatus = "saved" | "saving" | "offline";
+
+/** Timer functions, injectable so tests run on a fake clock. */
+export interface Timers {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const realTimers: Timers = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
+  clearTimeout: (handle) => globalThis.clearTimeout(handle as ReturnType<typeof setTimeout>),
+};
+
+export interface SyncOptions {
+  /** Sends one client message (JSON content plus binary buffers) to the kernel. */
+  send: (content: Record<string, unknown>, buffers: Uint8Array[]) => void;
+  /** Display name stored as the commit message of every local change ("" = none). */
+  author?: string;
+  /** Defaults to a random 12-character id. */
+  viewId?: string;
+  /** Defaults to a fresh doc (random peer id) with timestamps recorded. */
+  doc?: LoroDoc;
+  timers?: Timers;
+  /** Coalescing window for local updates, ms (default 20). */
+  throttleMs?: number;
+  /** No welcome after this long means offline, ms (default 3000). */
+  welcomeTimeoutMs?: number;
+  /** Longest wait between hello retries, ms (default 5000). */
+  retryMaxMs?: number;
+  /** Ops unsaved for this long mean offline, ms (default 10000). */
+  unsavedTimeoutMs?: number;
+  /** A ping unanswered for this long means the kernel is not answering, ms (default 5000). */
+  pingTimeoutMs?: number;
+}
+
+export interface SyncEvents {
+  status: SyncStatus;
+  /** The replica changed (local edit, import, undo); fired synchronously by Loro. */
+  change: LoroEventBatch;
+  welcome: Welcome;
+  run_started: RunStarted;
+  result: Result;
+  error: ErrorMessage;
+}
+
+type Listener<T> = (value: T) => void;
+
+/** Ops in `have` that `base` lacks, per peer (`true` if `have` is not covered by `base`). */
+export function hasOpsBeyond(have: VersionVector, base: VersionVector): boolean {
+  for (const [peer, counter] of have.toJSON()) {
+    if (counter > (base.get(peer) ?? 0)) return true;
+  }
+  return false;
+}
+
+/** Decode an encoded version vector; empty bytes mean the empty version vector. */
+export function decodeVersion(bytes: Uint8Array): VersionVector {
+  return bytes.byteLength === 0 ? new VersionVector(null) : VersionVector.decode(bytes);
+}
+
+const TICK_MS = 500;
+
+export class SyncClient {
+  readonly doc: LoroDoc;
+  readonly viewId: ViewId;
+  readonly author: string;
+
+  private readonly sendRaw: SyncOptions["send"];
+  private readonly timers: Timers;
+  private readonly throttleMs: number;
+  private readonly welcomeTimeoutMs: number;
+  private readonly retryMaxMs: number;
+  private readonly unsavedTimeoutMs: number;
+  private readonly pingTimeoutMs: number;
+
+  private readonly listeners = new Map<keyof SyncEvents, Set<Listener<never>>>();
+  private readonly unsubscribes: (() => void)[] = [];
+
+  private started = false;
+  private stopped = false;
+  /** A welcome answered our latest hello and no gap was seen since. */
+  private welcomed = false;
+  /** When the outstanding hello was first sent (ms), `null` once welcomed. */
+  private helloSince: number | null = null;
+  private helloAttempts = 0;
+  private nextHelloAt = 0;
+  /** Local updates coalesced in the current throttle window. */
+  private pending: Uint8Array[] = [];
+  private windowTimer: unknown = null;
+  private tickTimer: unknown = null;
+  private savedVersion = new VersionVector(null);
+  /** Since when (ms) the oplog has had ops the kernel has not reported saved; `null` if none. */
+  private unsavedSince: number | null = null;
+  private lastResyncAt = -Infinity;
+  private pingOut: { id: RequestId; at: number } | null = null;
+  private kernelAnswering = true;
+  private status: SyncStatus = "saving";
+
+  /** Counters for tests and diagnostics. */
+  readonly stats = { hellos: 0, updatesSent: 0, updateBuffersSent: 0, imports: 0, resyncs: 0 };
+
+  constructor(options: SyncOptions) {
+    this.sendRaw = options.send;
+    this.author = options.author ?? "";
+    this.viewId = (options.viewId ?? randomId()) as ViewId;
+    this.timers = options.timers ?? realTimers;
+    this.throttleMs = options.throttleMs ?? 20;
+    this.welcomeTimeoutMs = options.welcomeTimeoutMs ?? 3000;
+    this.retryMaxMs = options.retryMaxMs ?? 5000;
+    this.unsavedTimeoutMs = options.unsavedTimeoutMs ?? 10000;
+    this.pingTimeoutMs = options.pingTimeoutMs ?? 5000;
+    this.doc = options.doc ?? new LoroDoc();
+    this.doc.setRecordTimestamp(true);
+    const author = this.author;
+    if (author) {
+      this.unsubscribes.push(this.doc.subscribePreCommit((e) => void e.modifier.setMessage(author)));
+    }
+    this.unsubscribes.push(this.doc.subscribeLocalUpdates((bytes) => this.onLocalUpdate(bytes)));
+    const sub = this.doc.subscribe((batch) => {
+      this.emit("change", batch);
+      this.refreshStatus();
+    });
+    this.unsubscribes.push(() => sub());
+  }
+
+  // --- events -------------------------------------------------------------------------------
+
+  /** Subscribe to an event; returns the unsubscribe function. */
+  on<K extends keyof SyncEvents>(event: K, listener: Listener<SyncEvents[K]>): () => void {
+    let set = this.listeners.get(event);
+    if (!set) this.listeners.set(event, (set = new Set()));
+    set.add(listener as Listener<never>);
+    return () => void set.delete(listener as Listener<never>);
+  }
+
+  private emit<K extends keyof SyncEvents>(event: K, value: SyncEvents[K]): void {
+    for (const listener of this.listeners.get(event) ?? []) {
+      try {
+        (listener as Listener<SyncEvents[K]>)(value);
+      } catch (err) {
+        console.error(`${LOG_PREFIX} ${event} listener failed`, err);
+      }
+    }
+  }
+
+  // --- lifecycle ----------------------------------------------------------------------------
+
+  /** Send the first hello and start the status clock. Idempotent. */
+  start(): void {
+    if (this.started || this.stopped) return;
+    this.started = true;
+    this.sendHello();
+    this.scheduleTick();
+  }
+
+  /** Stop timers and subscriptions; nothing is sent afterwards. The doc stays usable. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.windowTimer !== null) this.timers.clearTimeout(this.windowTimer);
+    if (this.tickTimer !== null) this.timers.clearTimeout(this.tickTimer);
+    this.windowTimer = this.tickTimer = null;
+    for (const unsubscribe of this.unsubscribes.splice(0)) unsubscribe();
+    this.listeners.clear();
+  }
+
+  getStatus(): SyncStatus {
+    return this.status;
+  }
+
+  /** Whether the latest hello has been answered. */
+  isWelcomed(): boolean {
+    return this.welcomed;
+  }
+
+  /** The kernel's saved version vector as last reported. */
+  getSavedVersion(): VersionVector {
+    return this.savedVersion;
+  }
+
+  // --- requests -----------------------------------------------------------------------------
+
+  /**
+   * Ask the kernel to run SQL cell `cell`; returns the request id its replies echo.
+   * Updates still held in the throttle window go first, so the kernel runs the text just typed.
+   */
+  run(cell: string): RequestId {
+    this.flush();
+    const id = randomId() as RequestId;
+    this.send({ kind: "run", view: this.viewId, id, cell: cell as CellId });
+    return id;
+  }
+
+  /** Send a liveness ping; the status logic watches for the pong. */
+  ping(): RequestId {
+    const id = randomId() as RequestId;
+    this.pingOut = { id, at: this.timers.now() };
+    this.send({ kind: "ping", view: this.viewId, id });
+    return id;
+  }
+
+  /** Send a new hello now (e.g. after a gap); the next welcome completes the resync. */
+  resync(): void {
+    this.stats.resyncs++;
+    this.welcomed = false;
+    this.helloSince = null;
+    this.helloAttempts = 0;
+    this.sendHello();
+  }
+
+  private send(message: ClientMessage): void {
+    if (this.stopped) return;
+    const wire = encodeClient(message);
+    try {
+      this.sendRaw(wire.content, wire.buffers);
+    } catch (err) {
+      console.error(`${LOG_PREFIX} send failed`, err);
+    }
+  }
+
+  private sendHello(): void {
+    const now = this.timers.now();
+    if (this.helloSince === null) this.helloSince = now;
+    this.helloAttempts++;
+    // Retries after 3 s, 4 s, then every retryMaxMs (5 s).
+    const delay = Math.min(this.retryMaxMs, this.welcomeTimeoutMs + 1000 * (this.helloAttempts - 1));
+    this.nextHelloAt = now + delay;
+    this.stats.hellos++;
+    this.doc.commit();
+    this.send({ kind: "hello", view: this.viewId, version: this.doc.oplogVersion().encode() });
+  }
+
+  // --- local updates ------------------------------------------------------------------------
+
+  private onLocalUpdate(bytes: Uint8Array): void {
+    if (this.stopped) return;
+    // Before the welcome nothing is sent: the handshake export after it includes these ops.
+    if (this.welcomed) {
+      if (this.windowTimer === null) {
+        this.sendUpdates([bytes]);
+        this.openWindow();
+      } else {
+        this.pending.push(bytes);
+      }
+    }
+    this.refreshStatus();
+  }
+
+  private openWindow(): void {
+    this.windowTimer = this.timers.setTimeout(() => this.closeWindow(), this.throttleMs);
+  }
+
+  /** Send the updates held in the throttle window now (the window stays open). */
+  flush(): void {
+    if (this.stopped || !this.welcomed || this.pending.length === 0) return;
+    this.sendUpdates(this.pending.splice(0));
+  }
+
+  private closeWindow(): void {
+    this.windowTimer = null;
+    if (this.stopped || this.pending.length === 0) return;
+    const batch = this.pending.splice(0);
+    // Not welcomed (a resync is under way): the handshake export will carry these ops.
+    if (this.welcomed) {
+      this.sendUpdates(batch);
+      this.openWindow();
+    }
+  }
+
+  private sendUpdates(updates: Uint8Array[]): void {
+    if (updates.length === 0) return;
+    this.stats.updatesSent++;
+    this.stats.updateBuffersSent += updates.length;
+    this.send({ kind: "update", view: this.viewId, updates });
+  }
+
+  // --- incoming -----------------------------------------------------------------------------
+
+  /** Handle one anywidget custom message from the kernel. Never throws. */
+  handle(content: unknown, buffers?: readonly RawBuffer[]): void {
+    if (this.stopped) return;
+    let message: ServerMessage | null;
+    try {
+      message = decodeServer(content, buffers);
+    } catch (err) {
+      console.warn(`${LOG_PREFIX} dropped a malformed kernel message`, err);
+      return;
+    }
+    if (message === null || !isForView(message, this.viewId)) return;
+    this.kernelAnswering = true;
+    try {
+      this.dispatch(message);
+    } catch (err) {
+      console.error(`${LOG_PREFIX} failed to handle ${message.kind}`, err);
+    }
+  }
+
+  private dispatch(message: ServerMessage): void {
+    switch (message.kind) {
+      case "welcome":
+        this.onWelcome(message);
+        break;
+      case "update":
+        if (message.origin !== this.viewId) this.importUpdates(message.updates);
+        break;
+      case "saved":
+        this.onSaved(decodeVersion(message.version));
+        break;
+      case "run_started":
+        this.emit("run_started", message);
+        break;
+      case "result":
+        this.emit("result", message);
+        break;
+      case "error":
+        this.emit("error", message);
+        break;
+      case "pong":
+        if (this.pingOut?.id === message.id) this.pingOut = null;
+        break;
+      default:
+        assertNever(message);
+    }
+  }
+
+  private onWelcome(message: Welcome): void {
+    if (message.missing.byteLength > 0) this.importUpdates([message.missing], false);
+    const kernel = decodeVersion(message.version);
+    // Anything we have beyond the kernel (including what was queued before this welcome).
+    this.doc.commit();
+    const ours = this.doc.oplogVersion();
+    this.pending = [];
+    if (hasOpsBeyond(ours, kernel)) {
+      this.sendUpdates([this.doc.export({ mode: "update", from: kernel })]);
+    }
+    this.welcomed = true;
+    this.helloSince = null;
+    this.helloAttempts = 0;
+    this.onSaved(decodeVersion(message.saved));
+    this.emit("welcome", message);
+  }
+
+  private importUpdates(updates: Uint8Array[], resyncOnGap = true): void {
+    let gap = false;
+    for (const update of updates) {
+      if (update.byteLength === 0) continue;
+      this.stats.imports++;
+      try {
+        const status = this.doc.import(update);
+        if (status.pending && status.pending.size > 0) gap = true;
+      } catch (err) {
+        console.error(`${LOG_PREFIX} could not import an update`, err);
+        gap = true;
+      }
+    }
+    if (gap && resyncOnGap && this.welcomed) this.resync();
+  }
+
+  private onSaved(version: VersionVector): void {
+    const before = this.savedVersion;
+    this.savedVersion = version;
+    if (hasOpsBeyond(version, before) && this.unsavedSince !== null) {
+      // Progress: the kernel is alive and persisting; restart the unsaved clock.
+      this.unsavedSince = this.timers.now();
+    }
+    this.refreshStatus();
+  }
+
+  // --- status -------------------------------------------------------------------------------
+
+  private scheduleTick(): void {
+    if (this.stopped) return;
+    this.tickTimer = this.timers.setTimeout(() => {
+      this.tickTimer = null;
+      this.tick();
+      this.scheduleTick();
+    }, TICK_MS);
+  }
+
+  private tick(): void {
+    const now = this.timers.now();
+    if (!this.welcomed && now >= this.nextHelloAt) this.sendHello();
+    if (this.pingOut && now - this.pingOut.at >= this.pingTimeoutMs) {
+      this.pingOut = null;
+      this.kernelAnswering = false;
+    }
+    if (this.welcomed && this.isStale(now) && now - this.lastResyncAt >= this.retryMaxMs) {
+      // Unsaved for too long: check that the kernel answers, and resync in case a message was lost.
+      this.lastResyncAt = now;
+      if (this.pingOut === null) this.ping();
+      this.resync();
+    }
+    this.refreshStatus();
+  }
+
+  /** Ops have stayed unsaved for longer than `unsavedTimeoutMs`. */
+  private isStale(now: number): boolean {
+    return this.unsavedSince !== null && now - this.unsavedSince >= this.unsavedTimeoutMs;
+  }
+
+  private refreshStatus(): void {
+    if (this.stopped) return;
+    const now = this.timers.now();
+    const unsaved = hasOpsBeyond(this.doc.oplogVersion(), this.savedVersion);
+    if (!unsaved) this.unsavedSince = null;
+    else if (this.unsavedSince === null) this.unsavedSince = now;
+    const noWelcome = !this.welcomed && this.helloSince !== null && now - this.helloSince >= this.welcomeTimeoutMs;
+    let next: SyncStatus;
+    if (!this.kernelAnswering || noWelcome || this.isStale(now)) next = "offline";
+    else if (!this.welcomed || unsaved) next = "saving";
+    else next = "saved";
+    if (next !== this.status) {
+      this.status = next;
+      this.emit("status", next);
+    }
+  }
+}

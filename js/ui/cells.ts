@@ -1,0 +1,312 @@
+/**
+ * The cell list: one {@link CellView} per cell of the Loro doc, re-rendered from the doc on every
+ * doc event (coalesced to one render per microtask). Existing editors are kept for cells that
+ * still exist, and reordering moves DOM nodes instead of rebuilding editors.
+ */
+import type { EditorView } from "@codemirror/view";
+import type { LoroDoc, LoroText } from "loro-crdt";
+import {
+  CellError,
+  addCell,
+  cellHandles,
+  deleteCell,
+  isValidCellName,
+  moveCell,
+  renameCell,
+  type CellHandle,
+  type CellKind,
+} from "../notebook";
+import { LOG_PREFIX, type ErrorMessage, type Result } from "../protocol";
+import { h } from "./dom";
+import { createCellEditor, type UndoScopes } from "./editor";
+import { renderCellError, renderResult } from "./result";
+
+/** What a cell last showed: results persist per cell id while the view lives. */
+export interface CellOutcome {
+  running: boolean;
+  result?: Result;
+  error?: ErrorMessage;
+}
+
+export interface CellsContext {
+  doc: LoroDoc;
+  undo: UndoScopes;
+  signal: AbortSignal;
+  outcomes: Map<string, CellOutcome>;
+  run(cellId: string): void;
+  /** Show a message in the widget's banner (e.g. an invalid cell name). */
+  notify(message: string): void;
+}
+
+const ICONS = {
+  run: '<svg viewBox="0 0 16 16" aria-hidden="true"><path d="M4.5 3.2v9.6a.5.5 0 0 0 .77.42l7.4-4.8a.5.5 0 0 0 0-.84l-7.4-4.8a.5.5 0 0 0-.77.42z"/></svg>',
+  up: '<svg viewBox="0 0 16 16" aria-hidden="true"><path d="M8 3.5 3.5 8l1 1L7.3 6.2V12.5h1.4V6.2L11.5 9l1-1z"/></svg>',
+  down: '<svg viewBox="0 0 16 16" aria-hidden="true"><path d="M8 12.5 12.5 8l-1-1-2.8 2.8V3.5H7.3v6.3L4.5 7l-1 1z"/></svg>',
+  delete:
+    '<svg viewBox="0 0 16 16" aria-hidden="true"><path d="M6 2h4l.5 1H13v1.3H3V3h2.5zM4 5.3h8l-.6 8.2a1 1 0 0 1-1 .9H5.6a1 1 0 0 1-1-.9z"/></svg>',
+};
+
+function iconButton(testid: string, icon: string, label: string, text?: string): HTMLButtonElement {
+  const button = h("button", { type: "button", class: `snb-btn snb-${testid.slice(4)}`, testid, title: label, "aria-label": label });
+  button.innerHTML = icon;
+  if (text) button.append(h("span", {}, text));
+  return button;
+}
+
+/** One cell: header (name, run, move, delete), editor, and its last result or error. */
+class CellView {
+  readonly el: HTMLElement;
+  readonly id: string;
+  readonly kind: CellKind;
+  readonly text: LoroText;
+  private readonly nameEl: HTMLElement;
+  private readonly stateEl: HTMLElement;
+  private readonly output: HTMLElement;
+  private readonly runButton: HTMLButtonElement | null;
+  private readonly upButton: HTMLButtonElement;
+  private readonly downButton: HTMLButtonElement;
+  private readonly editor: EditorView;
+  private name = "";
+  private shownOutcome: CellOutcome | undefined;
+
+  constructor(
+    handle: CellHandle & { text: LoroText },
+    private readonly ctx: CellsContext,
+  ) {
+    this.id = handle.id;
+    this.kind = handle.kind;
+    this.text = handle.text;
+    const { signal } = ctx;
+
+    this.nameEl = h("span", {
+      class: "snb-cell-name",
+      testid: "snb-cell-name",
+      contenteditable: handle.kind === "sql" ? "plaintext-only" : false,
+      spellcheck: "false",
+      role: handle.kind === "sql" ? "textbox" : undefined,
+      "aria-label": "Result name",
+      title: handle.kind === "sql" ? "Result name: later cells can query it as a table. Click to rename." : undefined,
+    });
+    this.nameEl.addEventListener("keydown", (e) => this.onNameKey(e), { signal });
+    this.nameEl.addEventListener("blur", () => this.commitName(), { signal });
+
+    this.stateEl = h("span", { class: "snb-run-state", "aria-live": "polite" });
+    this.runButton = handle.kind === "sql" ? iconButton("snb-run", ICONS.run, "Run cell (Shift+Enter)", "Run") : null;
+    this.runButton?.addEventListener("click", () => ctx.run(this.id), { signal });
+    this.upButton = iconButton("snb-move-up", ICONS.up, "Move cell up");
+    this.downButton = iconButton("snb-move-down", ICONS.down, "Move cell down");
+    const deleteButton = iconButton("snb-delete-cell", ICONS.delete, "Delete cell");
+    this.upButton.addEventListener("click", () => this.move(-1), { signal });
+    this.downButton.addEventListener("click", () => this.move(1), { signal });
+    deleteButton.addEventListener("click", () => this.act(() => deleteCell(ctx.doc, this.id)), { signal });
+
+    const editorHost = h("div", { class: "snb-cell-editor", testid: "snb-cell-editor" });
+    this.output = h("div", { class: "snb-output" });
+    this.el = h("div", { class: "snb-cell", testid: "snb-cell", "data-cell-id": handle.id, "data-cell-kind": handle.kind },
+      h("div", { class: "snb-cell-header" },
+        h("span", { class: "snb-kind" }, handle.kind === "sql" ? "SQL" : "MD"),
+        this.nameEl,
+        this.stateEl,
+        h("span", { class: "snb-spacer" }),
+        h("span", { class: "snb-cell-actions" }, this.upButton, this.downButton, deleteButton),
+        this.runButton,
+      ),
+      editorHost,
+      this.output,
+    );
+    this.editor = createCellEditor({
+      parent: editorHost,
+      cellId: handle.id,
+      kind: handle.kind,
+      doc: ctx.doc,
+      text: handle.text,
+      undo: ctx.undo.open(handle.id, handle.text),
+      onRun: () => handle.kind === "sql" && ctx.run(this.id),
+      label: handle.kind === "sql" ? "SQL" : "Markdown",
+    });
+    this.update(handle, false, false);
+  }
+
+  /** Refresh from the doc: name, and whether it can move up / down. */
+  update(handle: CellHandle, first: boolean, last: boolean): void {
+    if (handle.name !== this.name) {
+      this.name = handle.name;
+      this.editor.contentDOM.setAttribute("aria-label", `${this.kind === "sql" ? "SQL" : "Markdown"} of ${handle.name || "cell"}`);
+      if (document.activeElement !== this.nameEl) this.nameEl.textContent = handle.name;
+    }
+    this.upButton.disabled = first;
+    this.downButton.disabled = last;
+  }
+
+  /** Show the cell's run state, result and error (re-renders only when the outcome changed). */
+  setOutcome(outcome: CellOutcome | undefined): void {
+    this.el.classList.toggle("snb-is-running", outcome?.running === true);
+    this.stateEl.textContent = outcome?.running ? "Running…" : "";
+    if (this.runButton) this.runButton.disabled = outcome?.running === true;
+    if (outcome?.result === this.shownOutcome?.result && outcome?.error === this.shownOutcome?.error) {
+      this.shownOutcome = outcome;
+      return;
+    }
+    this.shownOutcome = outcome;
+    this.output.replaceChildren();
+    if (outcome?.error) this.output.append(renderCellError(outcome.error));
+    else if (outcome?.result) this.output.append(renderResult(outcome.result));
+  }
+
+  focus(): void {
+    this.editor.focus();
+  }
+
+  /**
+   * Point the editor at the document or shadow root it now lives in. CodeMirror mounts its
+   * styles into `view.root`, fixed when the view is created: an editor made while detached
+   * styles the main document, which a shadow root (marimo renders widgets in one) does not see,
+   * and the unstyled editor puts the native caret, and so typed text, in the wrong place.
+   */
+  syncRoot(): void {
+    const root = this.el.getRootNode();
+    if ((root instanceof Document || root instanceof ShadowRoot) && this.editor.root !== root) {
+      this.editor.setRoot(root);
+    }
+  }
+
+  destroy(): void {
+    this.editor.destroy();
+    this.ctx.undo.close(this.id);
+    this.el.remove();
+  }
+
+  private move(delta: number): void {
+    const handles = cellHandles(this.ctx.doc);
+    const at = handles.findIndex((c) => c.id === this.id);
+    const target = handles[at + delta];
+    if (at < 0 || !target) return;
+    this.act(() => moveCell(this.ctx.doc, this.id, target.index));
+  }
+
+  private act(action: () => void): void {
+    try {
+      action();
+    } catch (err) {
+      if (err instanceof CellError) this.ctx.notify(err.message);
+      else console.error(`${LOG_PREFIX} cell action failed`, err);
+    }
+  }
+
+  private onNameKey(e: KeyboardEvent): void {
+    if (e.key === "Enter") {
+      e.preventDefault();
+      this.nameEl.blur();
+    } else if (e.key === "Escape") {
+      e.preventDefault();
+      this.nameEl.textContent = this.name;
+      this.nameEl.blur();
+    }
+  }
+
+  private commitName(): void {
+    const value = (this.nameEl.textContent ?? "").trim();
+    if (value === this.name) {
+      this.nameEl.textContent = this.name;
+      return;
+    }
+    if (!isValidCellName(value)) {
+      this.nameEl.textContent = this.name;
+      this.nameEl.classList.add("snb-invalid");
+      setTimeout(() => this.nameEl.classList.remove("snb-invalid"), 1500);
+      this.ctx.notify(
+        `"${value}" is not a valid result name: use a letter or _ followed by letters, digits or _ (at most 63 characters).`,
+      );
+      return;
+    }
+    this.act(() => renameCell(this.ctx.doc, this.id, value));
+  }
+}
+
+/** The list of cells plus the empty state; call {@link CellList.schedule} on doc events. */
+export class CellList {
+  readonly el: HTMLElement;
+  private readonly views = new Map<string, CellView>();
+  private readonly empty: HTMLElement;
+  private scheduled = false;
+  private focusNext: string | null = null;
+  private destroyed = false;
+
+  constructor(private readonly ctx: CellsContext) {
+    this.empty = h("div", { class: "snb-empty-notebook" }, "Connecting to the kernel…");
+    this.el = h("div", { class: "snb-cells" });
+  }
+
+  /** The handshake completed: an empty list now means the notebook has no cells. */
+  setConnected(): void {
+    this.empty.textContent = "No cells yet. Add a SQL cell to start.";
+  }
+
+  /** Add a SQL cell at the end and focus its editor once rendered. */
+  addCell(): void {
+    try {
+      this.focusNext = addCell(this.ctx.doc, { kind: "sql" });
+    } catch (err) {
+      console.error(`${LOG_PREFIX} could not add a cell`, err);
+    }
+  }
+
+  /** Re-render at the end of the current task (several doc events -> one render). */
+  schedule(): void {
+    if (this.scheduled || this.destroyed) return;
+    this.scheduled = true;
+    queueMicrotask(() => {
+      this.scheduled = false;
+      if (!this.destroyed) this.render();
+    });
+  }
+
+  /** Bring the DOM in line with the doc's cells. */
+  render(): void {
+    const handles = cellHandles(this.ctx.doc).filter((c): c is CellHandle & { text: LoroText } => c.text !== undefined);
+    const live = new Set<string>(handles.map((c) => c.id));
+    for (const [id, view] of this.views) {
+      const handle = handles.find((c) => c.id === id);
+      // Gone, or its text container was replaced (then the editor must bind the new one).
+      if (!live.has(id) || (handle && (handle.text.id !== view.text.id || handle.kind !== view.kind))) {
+        view.destroy();
+        this.views.delete(id);
+      }
+    }
+    handles.forEach((handle, i) => {
+      let view = this.views.get(handle.id);
+      if (!view) {
+        view = new CellView(handle, this.ctx);
+        this.views.set(handle.id, view);
+      }
+      view.update(handle, i === 0, i === handles.length - 1);
+      view.setOutcome(this.ctx.outcomes.get(handle.id));
+      const at = this.el.children[i];
+      if (at !== view.el) this.el.insertBefore(view.el, at ?? null);
+      view.syncRoot();
+    });
+    if (handles.length === 0) this.el.append(this.empty);
+    else this.empty.remove();
+    if (this.focusNext !== null) {
+      this.views.get(this.focusNext)?.focus();
+      this.focusNext = null;
+    }
+  }
+
+  /** Re-check every editor's root (call once the widget is attached to the page). */
+  syncRoots(): void {
+    for (const view of this.views.values()) view.syncRoot();
+  }
+
+  /** Refresh one cell's outcome (run state, result, error). */
+  showOutcome(cellId: string): void {
+    this.views.get(cellId)?.setOutcome(this.ctx.outcomes.get(cellId));
+  }
+
+  destroy(): void {
+    this.destroyed = true;
+    for (const view of this.views.values()) view.destroy();
+    this.views.clear();
+    this.el.remove();
+  }
+}

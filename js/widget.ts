@@ -1,0 +1,151 @@
+/**
+ * The anywidget entry: `export default { render }`.
+ *
+ * Each `render({ model, el })` is one view: its own Loro replica (random peer id), sync client,
+ * editors and one AbortController; the returned cleanup function tears all of it down.
+ * Kernel messages arrive as `msg:custom` (content, buffers as DataViews); messages go out with
+ * `model.send(content, undefined, buffers)` — buffers are the third argument.
+ *
+ * Traits read: `room_id` (str), `branch` (str), `author` (str, may be "").
+ */
+import "./widget.css";
+import { LOG_PREFIX, type ErrorMessage, type RawBuffer } from "./protocol";
+import { SyncClient } from "./sync";
+import { CellList, type CellOutcome } from "./ui/cells";
+import { h } from "./ui/dom";
+import { UndoScopes } from "./ui/editor";
+import { StatusBadge } from "./ui/status";
+
+type Handler = (...args: never[]) => void;
+
+/** The part of anywidget's model this widget uses (marimo and Jupyter both provide it). */
+export interface AnyModel {
+  get(name: string): unknown;
+  on(event: string, handler: Handler): void;
+  off(event?: string | null, handler?: Handler | null): void;
+  send(content: unknown, callbacks?: unknown, buffers?: ArrayBuffer[] | ArrayBufferView[]): void;
+}
+
+export interface RenderProps {
+  model: AnyModel;
+  el: HTMLElement;
+}
+
+function trait(model: AnyModel, name: string): string {
+  const value = model.get(name);
+  return typeof value === "string" ? value : "";
+}
+
+/** A dismissable message strip above the cells (errors not tied to a cell). */
+class Banner {
+  readonly el = h("div", { class: "snb-banners" });
+
+  constructor(private readonly signal: AbortSignal) {}
+
+  show(message: string, code?: string): void {
+    const close = h("button", { type: "button", class: "snb-btn snb-banner-close", "aria-label": "Dismiss", title: "Dismiss" }, "×");
+    const item = h("div", { class: "snb-banner", testid: "snb-banner", role: "alert", "data-code": code },
+      h("span", { class: "snb-banner-text" }, message),
+      close,
+    );
+    close.addEventListener("click", () => item.remove(), { signal: this.signal });
+    this.el.append(item);
+    while (this.el.children.length > 3) this.el.firstElementChild?.remove();
+  }
+}
+
+function render({ model, el }: RenderProps): () => void {
+  const controller = new AbortController();
+  const { signal } = controller;
+  const cleanups: (() => void)[] = [];
+
+  const sync = new SyncClient({
+    author: trait(model, "author"),
+    send: (content, buffers) => model.send(content, undefined, buffers),
+  });
+  const undo = new UndoScopes(sync.doc);
+  const outcomes = new Map<string, CellOutcome>();
+  const banner = new Banner(signal);
+
+  const cells = new CellList({
+    doc: sync.doc,
+    undo,
+    signal,
+    outcomes,
+    run: (cellId) => {
+      outcomes.set(cellId, { ...outcomes.get(cellId), running: true });
+      cells.showOutcome(cellId);
+      sync.run(cellId);
+    },
+    notify: (message) => banner.show(message),
+  });
+
+  const status = new StatusBadge(sync.getStatus());
+  const room = h("span", { class: "snb-room", title: "Room" }, trait(model, "room_id") || "notebook");
+  const branch = h("span", { class: "snb-branch", title: "Branch" }, trait(model, "branch") || "main");
+  const addButton = h("button", { type: "button", class: "snb-btn snb-add", testid: "snb-add-cell", title: "Add a SQL cell at the end" },
+    "+ SQL cell",
+  );
+  addButton.addEventListener("click", () => cells.addCell(), { signal });
+  const root = h("div", { class: "snb-root", testid: "snb-root", "data-view": sync.viewId },
+    h("div", { class: "snb-toolbar" }, room, branch, h("span", { class: "snb-spacer" }), status.el),
+    banner.el,
+    cells.el,
+    h("div", { class: "snb-footer" }, addButton),
+  );
+  el.append(root);
+
+  const onBranch = () => void (branch.textContent = trait(model, "branch") || "main");
+  model.on("change:branch", onBranch);
+  cleanups.push(() => model.off("change:branch", onBranch));
+
+  const onMessage = (content: unknown, buffers?: readonly RawBuffer[]) => sync.handle(content, buffers);
+  model.on("msg:custom", onMessage);
+  cleanups.push(() => model.off("msg:custom", onMessage));
+
+  const finish = (cellId: string, outcome: CellOutcome) => {
+    outcomes.set(cellId, outcome);
+    cells.showOutcome(cellId);
+  };
+  cleanups.push(
+    sync.on("status", (s) => status.set(s)),
+    sync.on("change", () => cells.schedule()),
+    sync.on("welcome", (w) => {
+      cells.setConnected();
+      room.textContent = w.room;
+      branch.textContent = w.branch;
+    }),
+    sync.on("run_started", (m) => finish(m.cell, { ...outcomes.get(m.cell), running: true })),
+    sync.on("result", (m) => finish(m.cell, { running: false, result: m })),
+    sync.on("error", (m: ErrorMessage) => {
+      if (m.cell !== undefined) finish(m.cell, { running: false, error: m });
+      else banner.show(m.message, m.code);
+    }),
+  );
+
+  cells.render();
+  sync.start();
+  // anywidget may attach `el` after render returns; editors must style the root they end up in.
+  const frame = requestAnimationFrame(() => cells.syncRoots());
+  cleanups.push(() => cancelAnimationFrame(frame));
+
+  let cleaned = false;
+  return () => {
+    if (cleaned) return;
+    cleaned = true;
+    controller.abort();
+    for (const cleanup of cleanups.splice(0)) {
+      try {
+        cleanup();
+      } catch (err) {
+        console.error(`${LOG_PREFIX} cleanup failed`, err);
+      }
+    }
+    sync.stop();
+    cells.destroy();
+    undo.free();
+    root.remove();
+  };
+}
+
+export default { render };

@@ -1,0 +1,19 @@
+"""Persistence of notebook documents in DuckLake.
+
+- :mod:`.extensions` — a DuckDB connection with the ducklake and sqlite extensions loaded from
+  their Python wheels (never downloaded at run time).
+- :mod:`.lake` — :class:`Lake`: one attached lake (SQLite catalog + data path) shared per
+  process, the project's tables, reads of a room (:class:`StoredRoom`), retries.
+- :mod:`.persister` — :class:`Persister`: the background writer of one (room, branch) document
+  (batched updates + change rows, snapshots), driven by a :class:`FlushPolicy`.
+- :mod:`.recovery` — :func:`recover`: latest snapshot + later updates into a document.
+
+Nothing here knows about widgets or views.
+"""
+
+from .extensions import connect
+from .lake import Lake, StoredRoom, retrying
+from .persister import FlushPolicy, Persister
+from .recovery import recover
+
+__all__ = ["FlushPolicy", "Lake", "Persister", "StoredRoom", "connect", "recover", "retrying"]

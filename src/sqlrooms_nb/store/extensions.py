@@ -1,0 +1,140 @@
+"""DuckDB connections with the DuckLake and SQLite extensions loaded from their Python wheels.
+
+Extensions are never downloaded at run time: the ``duckdb-extension-ducklake`` and
+``duckdb-extension-sqlite-scanner`` wheels carry
+``extensions/v<duckdb version>/<name>.duckdb_extension`` files, which :func:`connect`
+installs (by path) into a private extension directory and loads, with DuckDB's automatic
+install and autoload switched off.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pathlib
+import tempfile
+
+import duckdb
+
+from ..errors import StorageError
+
+EXTENSIONS: tuple[tuple[str, str, str], ...] = (
+    # (DuckDB extension name, Python module of its wheel, pip requirement name)
+    ("ducklake", "duckdb_extension_ducklake", "duckdb-extension-ducklake"),
+    ("sqlite_scanner", "duckdb_extension_sqlite_scanner", "duckdb-extension-sqlite-scanner"),
+)
+"""The extensions every lake connection loads, in load order."""
+
+
+def default_extension_dir() -> pathlib.Path:
+    """``$XDG_CACHE_HOME/sqlrooms_nb/duckdb_extensions`` (``~/.cache/...`` without it).
+
+    Falls back to a folder in the system temp dir when the cache dir cannot be created.
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = pathlib.Path(base) / "sqlrooms_nb" / "duckdb_extensions"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if os.access(path, os.W_OK):
+            return path
+    except OSError:
+        pass
+    user = str(os.getuid()) if hasattr(os, "getuid") else "user"
+    path = pathlib.Path(tempfile.gettempdir()) / f"sqlrooms_nb-{user}" / "duckdb_extensions"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def extension_file(name: str, module: str, requirement: str) -> pathlib.Path:
+    """Path of ``<name>.duckdb_extension`` for the running DuckDB version inside wheel ``module``.
+
+    Raises :class:`StorageError` when the wheel is not installed or has no file for this DuckDB
+    version (the message names the versions it does have).
+    """
+    version = duckdb.__version__
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise StorageError(
+            f"the DuckDB extension package {requirement!r} is not installed: "
+            f"pip install '{requirement}=={version}'"
+        ) from exc
+    roots = [pathlib.Path(p) for p in getattr(mod, "__path__", [])]
+    if not roots and getattr(mod, "__file__", None):
+        roots = [pathlib.Path(mod.__file__).parent]  # type: ignore[arg-type]
+    for root in roots:
+        candidate = root / "extensions" / f"v{version}" / f"{name}.duckdb_extension"
+        if candidate.is_file():
+            return candidate
+    have = sorted(
+        entry.name
+        for root in roots
+        if (root / "extensions").is_dir()
+        for entry in (root / "extensions").iterdir()
+    )
+    raise StorageError(
+        f"{requirement} has no {name} extension for DuckDB {version} (it has: "
+        f"{', '.join(have) or 'none'}): install matching versions, e.g. "
+        f"pip install 'duckdb=={have[-1][1:] if have else '<version>'}' '{requirement}' "
+        "(sqlrooms_nb pins duckdb to the release the extension wheels are built for)"
+    )
+
+
+def connect(*, extension_dir: pathlib.Path | None = None) -> duckdb.DuckDBPyConnection:
+    """A new in-memory DuckDB connection with ``ducklake`` and ``sqlite_scanner`` loaded.
+
+    ``extension_dir`` is DuckDB's ``extension_directory`` for this connection; ``None`` means
+    :func:`default_extension_dir`. Config: ``autoinstall_known_extensions=false``,
+    ``autoload_known_extensions=false``. Each extension file from its wheel is installed by path
+    (reinstalled when the installed copy's size differs) and loaded.
+
+    Raises :class:`StorageError` when a wheel is missing, has no file for this DuckDB version,
+    or DuckDB refuses to install or load it. Runs on the calling thread (~0.2 s).
+    """
+    files = [(name, extension_file(name, module, req)) for name, module, req in EXTENSIONS]
+    ext_dir = extension_dir if extension_dir is not None else default_extension_dir()
+    try:
+        ext_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot create the DuckDB extension directory {ext_dir}: {exc}"
+        ) from exc
+    try:
+        con = duckdb.connect(
+            ":memory:",
+            config={
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+                "extension_directory": str(ext_dir),
+            },
+        )
+    except duckdb.Error as exc:
+        raise StorageError(f"cannot start DuckDB: {exc}") from exc
+    try:
+        installed = {
+            row[0]: row[1]
+            for row in con.execute(
+                "SELECT extension_name, install_path FROM duckdb_extensions() WHERE installed"
+            ).fetchall()
+        }
+        for name, path in files:
+            current = installed.get(name)
+            stale = isinstance(current, str) and (
+                not os.path.isfile(current) or os.path.getsize(current) != path.stat().st_size
+            )
+            verb = "FORCE INSTALL" if stale else "INSTALL"
+            con.execute(f"{verb} '{_sql_string(str(path))}'")
+            con.execute(f"LOAD {name}")
+    except duckdb.Error as exc:
+        con.close()
+        raise StorageError(
+            f"DuckDB {duckdb.__version__} could not install or load its extensions from "
+            f"{ext_dir}: {exc}"
+        ) from exc
+    return con
+
+
+def _sql_string(text: str) -> str:
+    """``text`` escaped for use inside a single-quoted SQL literal (DuckDB statements that
+    take no parameters, like ``INSTALL``)."""
+    return text.replace("'", "''")

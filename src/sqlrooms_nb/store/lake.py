@@ -1,0 +1,446 @@
+"""One attached DuckLake: the catalog, the data path, the project's tables, and reads of a room.
+
+Layout of an embedded lake folder (default ``.sqlrooms``)::
+
+    <folder>/catalog.sqlite   DuckLake catalog (SQLite, WAL journal): other processes can read
+                              while a kernel writes
+    <folder>/data/            DuckLake data path (parquet files)
+
+Tables, in schema ``sqlrooms_nb`` (:data:`SCHEMA`); every row carries ``room`` and ``branch``
+and everything this package issues filters by both. Lake schema version 1
+(:data:`LAKE_SCHEMA_VERSION`, recorded in ``lake_meta``)::
+
+    updates    one row per flushed batch of Loro changes (the log; ordered by ``seq``)
+      room VARCHAR, branch VARCHAR, writer VARCHAR (peer id of the writing kernel, decimal),
+      seq BIGINT (assigned by the writer: start_seq + 1, + 2, ...),
+      vv_from BLOB, vv_to BLOB (encoded version vectors before / after the batch),
+      frontiers BLOB (encoded frontiers after the batch), change_count INTEGER,
+      first_change_at TIMESTAMPTZ, last_change_at TIMESTAMPTZ (Loro change times, NULL if
+      unrecorded), byte_length INTEGER, bytes BLOB (a Loro update, ``ExportMode.Updates``),
+      written_at TIMESTAMPTZ (when the writer wrote the row)
+    changes    one row per Loro change (or part of one) in an ``updates`` row: the history
+      room, branch, writer, seq (of the ``updates`` row), peer VARCHAR (decimal),
+      counter_start BIGINT, counter_end BIGINT (exclusive), lamport BIGINT (of the first op),
+      time TIMESTAMPTZ, author VARCHAR (the change's commit message), cells VARCHAR[] (ids of
+      the cells the change touched, as of the flush)
+    snapshots  full Loro snapshots; one covers every update of its room/branch with seq <= its seq
+      room, branch, writer, seq BIGINT, version BLOB (encoded version vector), frontiers BLOB,
+      change_count BIGINT (changes in the document), byte_length BIGINT, bytes BLOB,
+      created_at TIMESTAMPTZ
+    lake_meta  key VARCHAR, value VARCHAR (``schema_version`` -> ``"1"``)
+
+Small ``updates`` / ``changes`` inserts are inlined in the catalog (a persisted per-table
+``data_inlining_row_limit``); ``snapshots`` never are.
+
+Threads: :meth:`Lake.open` / :meth:`Lake.release` may be called from any thread. The lake's
+own connection is used only while opening; every other use goes through :meth:`Lake.cursor`
+(one cursor per thread, never shared). Writers serialise their transactions with
+:attr:`Lake.write_lock`.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import duckdb
+
+from ..errors import StorageError
+from .extensions import connect
+
+T = TypeVar("T")
+
+LAKE_ENV = "SQLROOMS_NB_LAKE"
+"""Environment variable naming the lake folder when none is given."""
+DEFAULT_LAKE_DIR = ".sqlrooms"
+"""Lake folder (relative to the current directory) when neither an argument nor the env is set."""
+CATALOG_FILE = "catalog.sqlite"
+DATA_DIR = "data"
+ALIAS = "lake"
+"""Name the lake is attached as in the lake's private DuckDB instance."""
+SCHEMA = "sqlrooms_nb"
+"""Schema of the project's tables inside the lake."""
+LAKE_SCHEMA_VERSION = 1
+"""Version of the table layout described in this module's docstring."""
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+"""SQLite busy timeout of the catalog connection, milliseconds."""
+UPDATES_INLINE_ROW_LIMIT = 500
+"""Inserts of at most this many rows into ``updates`` / ``changes`` are inlined in the catalog."""
+SNAPSHOTS_INLINE_ROW_LIMIT = 0
+"""Snapshots are never inlined (a 5 MB blob inlined took 1.9 s and bloated the catalog)."""
+
+RETRY_ATTEMPTS = 40
+"""Attempts of one lake operation before a transient error ("database is locked", a
+transaction conflict) is reported (~9 s of waiting in all). A SQLite catalog in WAL mode answers
+"database is locked" at once, without waiting for the busy timeout, when a transaction that
+has read wants to write after another process committed: retrying soon is the remedy."""
+RETRY_FIRST_DELAY_S = 0.01
+RETRY_MAX_DELAY_S = 0.25
+
+_TRANSIENT = (
+    "database is locked",
+    "database table is locked",
+    "sqlite_busy",
+    "busy",
+    "conflict",
+)
+
+_TABLES: dict[str, str] = {
+    "updates": """
+        room VARCHAR NOT NULL, branch VARCHAR NOT NULL, writer VARCHAR NOT NULL,
+        seq BIGINT NOT NULL, vv_from BLOB, vv_to BLOB, frontiers BLOB,
+        change_count INTEGER, first_change_at TIMESTAMPTZ, last_change_at TIMESTAMPTZ,
+        byte_length INTEGER, bytes BLOB NOT NULL, written_at TIMESTAMPTZ""",
+    "changes": """
+        room VARCHAR NOT NULL, branch VARCHAR NOT NULL, writer VARCHAR NOT NULL,
+        seq BIGINT NOT NULL, peer VARCHAR NOT NULL, counter_start BIGINT NOT NULL,
+        counter_end BIGINT NOT NULL, lamport BIGINT, time TIMESTAMPTZ, author VARCHAR,
+        cells VARCHAR[]""",
+    "snapshots": """
+        room VARCHAR NOT NULL, branch VARCHAR NOT NULL, writer VARCHAR NOT NULL,
+        seq BIGINT NOT NULL, version BLOB, frontiers BLOB, change_count BIGINT,
+        byte_length BIGINT, bytes BLOB NOT NULL, created_at TIMESTAMPTZ""",
+}
+_INLINE_LIMITS = {
+    "updates": UPDATES_INLINE_ROW_LIMIT,
+    "changes": UPDATES_INLINE_ROW_LIMIT,
+    "snapshots": SNAPSHOTS_INLINE_ROW_LIMIT,
+}
+
+
+@dataclass(frozen=True)
+class StoredRoom:
+    """What the lake holds for one room/branch, as read by :meth:`Lake.load`.
+
+    ``snapshot``: bytes of the latest snapshot, ``None`` if there is none; ``snapshot_seq``: the
+    seq it covers (0 without one); ``updates``: bytes of every update row with seq >
+    ``snapshot_seq``, in (seq, writer) order; ``update_seqs``: their seqs, same order;
+    ``last_seq``: the largest seq of the room/branch in ``updates`` or ``snapshots``, 0 if none.
+    """
+
+    snapshot: bytes | None
+    snapshot_seq: int
+    updates: list[bytes]
+    last_seq: int
+    update_seqs: list[int] = field(default_factory=list)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is worth retrying: SQLite "database is locked"/busy, or a DuckLake
+    transaction conflict with another writer."""
+    text = str(exc).lower()
+    return any(marker in text for marker in _TRANSIENT)
+
+
+def retrying(
+    fn: Callable[[], T],
+    *,
+    what: str,
+    attempts: int = RETRY_ATTEMPTS,
+    first_delay_s: float = RETRY_FIRST_DELAY_S,
+    max_delay_s: float = RETRY_MAX_DELAY_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run ``fn()``; retry it on transient errors (:func:`is_transient`) with exponential backoff.
+
+    Delays start at ``first_delay_s`` and double up to ``max_delay_s`` (seconds, with +-50%
+    jitter); at most ``attempts`` calls. ``fn`` must be safe to repeat (roll back its own
+    transaction on failure). Returns what ``fn`` returns. Raises :class:`StorageError` saying
+    "could not <what>" (the original error chained) for a non-transient error or when attempts
+    run out; a :class:`StorageError` raised by ``fn`` passes through unchanged. Runs and sleeps
+    on the calling thread.
+    """
+    delay = first_delay_s
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except StorageError:
+            raise
+        except Exception as exc:
+            if not is_transient(exc) or attempt >= attempts:
+                tries = f" after {attempt} attempts" if attempt > 1 else ""
+                raise StorageError(f"could not {what}{tries}: {exc}") from exc
+        sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, max_delay_s)
+    raise StorageError(f"could not {what}: no attempts made")  # attempts < 1
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def resolve_location(location: str | os.PathLike[str] | None) -> pathlib.Path:
+    """Absolute lake folder for ``location``: ``None`` means ``$SQLROOMS_NB_LAKE`` or
+    ``.sqlrooms`` in the current directory. ``~`` is expanded; symlinks resolved."""
+    if location is None:
+        location = os.environ.get(LAKE_ENV) or DEFAULT_LAKE_DIR
+    return pathlib.Path(location).expanduser().resolve()
+
+
+_registry: dict[pathlib.Path, Lake] = {}
+_registry_lock = threading.Lock()
+
+
+class Lake:
+    """One attached DuckLake (SQLite catalog + local data path) and the project's tables.
+
+    Get one with :meth:`open`, give it back with :meth:`release`. Lakes are shared within a
+    process: every :meth:`open` of the same folder returns the same object (one DuckDB instance
+    per lake per process, never two ``duckdb.connect()`` on one lake) with a reference count.
+
+    Attributes: ``location`` (absolute lake folder), ``catalog_path``, ``data_path``, ``alias``
+    (``"lake"``: the attached name inside this lake's DuckDB), ``write_lock`` (held by writers
+    around each write transaction, so one process commits to the lake one transaction at a time).
+    """
+
+    alias = ALIAS
+    schema = SCHEMA
+
+    def __init__(self, location: pathlib.Path, con: duckdb.DuckDBPyConnection) -> None:
+        """Private: use :meth:`Lake.open`."""
+        self.location = location
+        self.catalog_path = location / CATALOG_FILE
+        self.data_path = location / DATA_DIR
+        self.write_lock = threading.Lock()
+        self._con: duckdb.DuckDBPyConnection | None = con
+        self._con_lock = threading.Lock()
+        self._refs = 0
+
+    # --- lifetime ------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, location: str | os.PathLike[str] | None = None) -> Lake:
+        """Open (creating if needed) the lake in folder ``location`` and add a reference.
+
+        ``None`` means ``$SQLROOMS_NB_LAKE`` or ``.sqlrooms`` (relative to the current
+        directory). Creates the folder, attaches the catalog, creates the schema and tables if
+        missing and checks the recorded lake schema version.
+
+        Raises :class:`StorageError` if the folder or catalog cannot be created or opened, the
+        extensions cannot be loaded, or the lake was written by a newer or unknown table
+        layout (nothing is ever deleted or migrated silently). Blocks the calling thread
+        (~0.3 s for the first open of a lake in a process, then a dictionary lookup).
+        """
+        path = resolve_location(location)
+        with _registry_lock:
+            lake = _registry.get(path)
+            if lake is None:
+                lake = cls._create(path)
+                _registry[path] = lake
+            lake._refs += 1
+            return lake
+
+    @classmethod
+    def _create(cls, path: pathlib.Path) -> Lake:
+        try:
+            (path / DATA_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create the lake folder {path}: {exc}") from exc
+        con = connect()
+        lake = cls(path, con)
+        try:
+            retrying(lake._attach, what=f"attach the lake catalog {lake.catalog_path}")
+            retrying(lake._ensure_tables, what=f"create the sqlrooms_nb tables in {path}")
+        except BaseException:
+            con.close()
+            raise
+        return lake
+
+    def release(self) -> None:
+        """Give back one reference; the last one detaches the lake and closes its DuckDB.
+
+        Calls beyond the number of :meth:`open` calls do nothing. Close every cursor (stop
+        every persister) of this lake before the last release.
+        """
+        with _registry_lock:
+            if self._refs <= 0:
+                return
+            self._refs -= 1
+            if self._refs > 0:
+                return
+            if _registry.get(self.location) is self:
+                del _registry[self.location]
+            con, self._con = self._con, None
+        if con is not None:
+            try:
+                con.execute(f"DETACH {ALIAS}")
+            except duckdb.Error:
+                pass
+            con.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the last reference was released."""
+        return self._con is None
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor (its own DuckDB connection to this lake's instance); the lake is
+        attached as ``lake``. Use one per thread and close it when done.
+
+        Raises :class:`StorageError` if the lake was released.
+        """
+        with self._con_lock:
+            if self._con is None:
+                raise StorageError(f"the lake {self.location} is closed: open it again")
+            return self._con.cursor()
+
+    def table(self, name: str) -> str:
+        """Fully qualified, quoted name of one of the project's tables, e.g.
+        ``"lake"."sqlrooms_nb"."updates"``."""
+        return f"{quote_ident(ALIAS)}.{quote_ident(SCHEMA)}.{quote_ident(name)}"
+
+    def retrying(self, fn: Callable[[], T], *, what: str, attempts: int = RETRY_ATTEMPTS) -> T:
+        """:func:`retrying` for an operation on this lake (same errors)."""
+        return retrying(fn, what=what, attempts=attempts)
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def load(self, room: str, branch: str) -> StoredRoom:
+        """The latest snapshot and the later updates of ``room``/``branch`` (one consistent read).
+
+        Returns an empty :class:`StoredRoom` (no snapshot, no updates, ``last_seq`` 0) for a room
+        never written. Raises :class:`StorageError` if the lake cannot be read. Runs on the
+        calling thread with its own cursor.
+        """
+        updates, snapshots = self.table("updates"), self.table("snapshots")
+
+        def read() -> StoredRoom:
+            cur = self.cursor()
+            try:
+                cur.execute("BEGIN TRANSACTION")
+                snap = cur.execute(
+                    f"SELECT seq, bytes FROM {snapshots} WHERE room = ? AND branch = ? "
+                    "ORDER BY seq DESC, created_at DESC LIMIT 1",
+                    [room, branch],
+                ).fetchone()
+                snapshot_seq = int(snap[0]) if snap else 0
+                rows = cur.execute(
+                    f"SELECT seq, bytes FROM {updates} WHERE room = ? AND branch = ? AND seq > ? "
+                    "ORDER BY seq, writer",
+                    [room, branch, snapshot_seq],
+                ).fetchall()
+                last = cur.execute(
+                    f"SELECT max(seq) FROM {updates} WHERE room = ? AND branch = ?",
+                    [room, branch],
+                ).fetchone()
+                cur.execute("COMMIT")
+            except BaseException:
+                _rollback(cur)
+                raise
+            finally:
+                cur.close()
+            last_update = int(last[0]) if last and last[0] is not None else 0
+            return StoredRoom(
+                snapshot=bytes(snap[1]) if snap else None,
+                snapshot_seq=snapshot_seq,
+                updates=[bytes(row[1]) for row in rows],
+                last_seq=max(last_update, snapshot_seq),
+                update_seqs=[int(row[0]) for row in rows],
+            )
+
+        return retrying(read, what=f"read room {room!r} branch {branch!r} from {self.location}")
+
+    def last_snapshot_seq(self, room: str, branch: str) -> int:
+        """Seq of the latest snapshot of ``room``/``branch``, 0 if none. Raises StorageError."""
+
+        def read() -> int:
+            cur = self.cursor()
+            try:
+                row = cur.execute(
+                    f"SELECT max(seq) FROM {self.table('snapshots')} WHERE room = ? AND branch = ?",
+                    [room, branch],
+                ).fetchone()
+            finally:
+                cur.close()
+            return int(row[0]) if row and row[0] is not None else 0
+
+        return retrying(read, what=f"read the snapshots of room {room!r} branch {branch!r}")
+
+    # --- setup ---------------------------------------------------------------------------------
+
+    def _attach(self) -> None:
+        assert self._con is not None
+        options = ", ".join(
+            [
+                f"DATA_PATH {_sql_string(str(self.data_path) + os.sep)}",
+                # The folder may have moved since the catalog was created: use where it is now
+                # (for this session only; the catalog is not rewritten).
+                "OVERRIDE_DATA_PATH true",
+                "META_JOURNAL_MODE 'WAL'",
+                f"META_BUSY_TIMEOUT {SQLITE_BUSY_TIMEOUT_MS}",
+            ]
+        )
+        self._con.execute(
+            f"ATTACH IF NOT EXISTS {_sql_string('ducklake:sqlite:' + str(self.catalog_path))} "
+            f"AS {ALIAS} ({options})"
+        )
+
+    def _ensure_tables(self) -> None:
+        """Create schema/tables/options if missing and check the recorded layout version."""
+        meta = self.table("lake_meta")
+        cur = self.cursor()
+        try:
+            cur.execute("BEGIN TRANSACTION")
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(ALIAS)}.{quote_ident(SCHEMA)}")
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {meta} (key VARCHAR NOT NULL, value VARCHAR)")
+            versions = {
+                row[0]
+                for row in cur.execute(
+                    f"SELECT value FROM {meta} WHERE key = 'schema_version'"
+                ).fetchall()
+            }
+            if versions - {str(LAKE_SCHEMA_VERSION)}:
+                cur.execute("ROLLBACK")
+                raise StorageError(
+                    f"the lake {self.location} has table layout version "
+                    f"{', '.join(sorted(versions))}, which this sqlrooms_nb (layout "
+                    f"{LAKE_SCHEMA_VERSION}) does not understand: upgrade sqlrooms_nb, or use "
+                    "another lake folder (nothing was changed)"
+                )
+            if versions:
+                cur.execute("COMMIT")
+                return
+            for name, columns in _TABLES.items():
+                cur.execute(f"CREATE TABLE IF NOT EXISTS {self.table(name)} ({columns})")
+            cur.execute("COMMIT")
+            # Table options cannot be set on tables created in the same transaction.
+            for name, limit in _INLINE_LIMITS.items():
+                cur.execute(
+                    f"CALL {quote_ident(ALIAS)}.set_option('data_inlining_row_limit', ?, "
+                    "schema => ?, table_name => ?)",
+                    [limit, SCHEMA, name],
+                )
+            # Written last: a lake with a version row is completely set up.
+            cur.execute(
+                f"INSERT INTO {meta} VALUES ('schema_version', ?), ('created_by', 'sqlrooms_nb')",
+                [str(LAKE_SCHEMA_VERSION)],
+            )
+        except BaseException:
+            _rollback(cur)
+            raise
+        finally:
+            cur.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{self._refs} refs"
+        return f"Lake({str(self.location)!r}, {state})"
+
+
+def _rollback(cur: duckdb.DuckDBPyConnection) -> None:
+    """Roll back ``cur``'s open transaction, if any (errors ignored: there may be none)."""
+    try:
+        cur.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
