@@ -147,6 +147,7 @@ def retrying(
     first_delay_s: float = RETRY_FIRST_DELAY_S,
     max_delay_s: float = RETRY_MAX_DELAY_S,
     sleep: Callable[[float], None] = time.sleep,
+    transient: Callable[[BaseException], bool] = is_transient,
 ) -> T:
     """Run ``fn()``; retry it on transient errors (:func:`is_transient`) with exponential backoff.
 
@@ -154,8 +155,8 @@ def retrying(
     jitter); at most ``attempts`` calls. ``fn`` must be safe to repeat (roll back its own
     transaction on failure). Returns what ``fn`` returns. Raises :class:`StorageError` saying
     "could not <what>" (the original error chained) for a non-transient error or when attempts
-    run out; a :class:`StorageError` raised by ``fn`` passes through unchanged. Runs and sleeps
-    on the calling thread.
+    run out; a :class:`StorageError` raised by ``fn`` passes through unchanged. ``transient``
+    decides which errors are retried. Runs and sleeps on the calling thread.
     """
     delay = first_delay_s
     for attempt in range(1, attempts + 1):
@@ -164,7 +165,7 @@ def retrying(
         except StorageError:
             raise
         except Exception as exc:
-            if not is_transient(exc) or attempt >= attempts:
+            if not transient(exc) or attempt >= attempts:
                 tries = f" after {attempt} attempts" if attempt > 1 else ""
                 raise StorageError(f"could not {what}{tries}: {exc}") from exc
         sleep(delay * (0.5 + random.random()))
@@ -252,7 +253,14 @@ class Lake:
         lake = cls(path, con)
         try:
             retrying(lake._attach, what=f"attach the lake catalog {lake.catalog_path}")
-            retrying(lake._ensure_tables, what=f"create the sqlrooms_nb tables in {path}")
+            # Two processes creating a new lake at once can fail each other's DuckLake commit
+            # (e.g. "table ... references schema id 1 that does not exist"): the retry then
+            # finds the other's tables.
+            retrying(
+                lake._ensure_tables,
+                what=f"create the sqlrooms_nb tables in {path}",
+                transient=lambda e: is_transient(e) or isinstance(e, duckdb.TransactionException),
+            )
         except BaseException:
             con.close()
             raise
@@ -382,10 +390,16 @@ class Lake:
                 f"META_BUSY_TIMEOUT {SQLITE_BUSY_TIMEOUT_MS}",
             ]
         )
-        self._con.execute(
-            f"ATTACH IF NOT EXISTS {_sql_string('ducklake:sqlite:' + str(self.catalog_path))} "
-            f"AS {ALIAS} ({options})"
-        )
+        try:
+            self._con.execute(
+                f"ATTACH IF NOT EXISTS {_sql_string('ducklake:sqlite:' + str(self.catalog_path))} "
+                f"AS {ALIAS} ({options})"
+            )
+        except duckdb.Error:
+            # A locked catalog aborts the connection's transaction; without a rollback the
+            # retry would fail with "Current transaction is aborted" instead of trying again.
+            _rollback(self._con)
+            raise
 
     def _ensure_tables(self) -> None:
         """Create schema/tables/options if missing and check the recorded layout version."""
