@@ -1,0 +1,74 @@
+"""The demo in JupyterLab, driven in Chromium: it renders, runs a cell, and an edit survives a
+kernel restart.
+
+JupyterLab commands are run through ``window.jupyterapp`` (the server fixture sets
+``LabApp.expose_app_in_browser``); their confirmation dialogs are accepted by clicking.
+"""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page
+
+from .widget_page import WIDGET_TIMEOUT_S, WidgetPage, wait_for
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+
+STARTER = ["delay_by_airline", "worst_routes", "flights_per_month"]
+
+_KERNEL_STATUS = """() => {
+  const widget = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const session = widget && widget.sessionContext && widget.sessionContext.session;
+  return session && session.kernel ? session.kernel.status : null;
+}"""
+
+
+def command(page: Page, name: str) -> None:
+    """Start a JupyterLab command (not awaited: some open a dialog first)."""
+    page.evaluate("(name) => { window.jupyterapp.commands.execute(name); }", name)
+
+
+def accept_dialog(page: Page) -> None:
+    page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept").click()
+
+
+def kernel_idle(page: Page) -> None:
+    wait_for(
+        "an idle kernel",
+        lambda: page.evaluate(_KERNEL_STATUS),
+        lambda status: status == "idle",
+        timeout_s=WIDGET_TIMEOUT_S,
+    )
+
+
+def test_widget_renders_runs_and_an_edit_survives_a_kernel_restart(jupyter_demo, open_page):
+    page = open_page("jupyterlab", f"{jupyter_demo.url}/lab/tree/demo.ipynb")
+    kernel_idle(page)
+    # demo.ipynb names its kernel: no "Select Kernel" dialog.
+    assert page.locator(".jp-Dialog").count() == 0
+    command(page, "notebook:run-all-cells")
+    view = WidgetPage(page, "JupyterLab")
+    view.wait_ready(cells=len(STARTER))
+    assert [c.name for c in view.cells()] == STARTER
+
+    view.run(view.cell_named("flights_per_month"))
+    wait_for(
+        "12 rows of flights_per_month",
+        lambda: view.rowcount(view.cell_named("flights_per_month")),
+        lambda n: n == "12",
+        timeout_s=60,
+    )
+
+    cell = view.cell_named("delay_by_airline")
+    view.type_at_end(cell, "\n-- survives a kernel restart")
+    before = [(c.id, c.name, c.text) for c in view.cells()]
+    assert before[0][2] is not None and before[0][2].endswith("\n-- survives a kernel restart")
+    view.wait_saved()
+
+    command(page, "notebook:restart-clear-output")
+    accept_dialog(page)
+    wait_for("the old outputs to be cleared", lambda: view.root.count(), lambda n: n == 0)
+    kernel_idle(page)
+    command(page, "notebook:run-all-cells")
+    view.wait_ready(cells=len(before))
+    assert [(c.id, c.name, c.text) for c in view.cells()] == before
