@@ -7,6 +7,8 @@ JupyterLab commands are run through ``window.jupyterapp`` (the server fixture se
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from playwright.sync_api import Page
 
@@ -72,3 +74,45 @@ def test_widget_renders_runs_and_an_edit_survives_a_kernel_restart(jupyter_demo,
     command(page, "notebook:run-all-cells")
     view.wait_ready(cells=len(before))
     assert [(c.id, c.name, c.text) for c in view.cells()] == before
+
+
+def test_the_widget_displayed_twice_in_one_notebook_stays_in_sync(
+    jupyter_demo, open_page, tmp_path
+):
+    """Two outputs of one room share one widget model: each is its own view (own Loro peer)."""
+    notebook = json.loads((tmp_path / "jupyter" / "demo.ipynb").read_text())
+    notebook["cells"].append(
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "metadata": {},
+            "outputs": [],
+            "source": ["room  # the same room, displayed a second time"],
+        }
+    )
+    (tmp_path / "jupyter" / "twice.ipynb").write_text(json.dumps(notebook))
+    page = open_page("jupyterlab", f"{jupyter_demo.url}/lab/tree/twice.ipynb")
+    kernel_idle(page)
+    command(page, "notebook:run-all-cells")
+    first, second = WidgetPage(page, "first output", 0), WidgetPage(page, "second output", 1)
+    first.wait_ready(cells=len(STARTER))
+    second.wait_ready(cells=len(STARTER))
+
+    first.type_at_end(first.cell_named("flights_per_month"), "\n-- typed in the first output")
+    cid = first.cells()[2].id
+    wait_for(
+        "the first output's typing in the second",
+        lambda: second.text_of(cid),
+        lambda text: text is not None and text.endswith("\n-- typed in the first output"),
+    )
+    second.run(second.cell_named("delay_by_airline"))
+    for view in (first, second):
+        wait_for(
+            f"16 airlines in the {view.name}",
+            lambda view=view: view.rowcount(view.cell_named("delay_by_airline")),
+            lambda n: n == "16",
+            timeout_s=60,
+        )
+    first.wait_saved()
+    second.wait_saved()
+    assert first.cells() == second.cells()

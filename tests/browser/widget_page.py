@@ -80,15 +80,17 @@ def wait_for(
 
 
 class WidgetPage:
-    """The widget as shown in one page (the page must show exactly one widget)."""
+    """The widget as shown in one page: the only one, or the ``index``-th (0-based) of several."""
 
-    def __init__(self, page: Page, name: str) -> None:
+    def __init__(self, page: Page, name: str, index: int | None = None) -> None:
         self.page = page
         self.name = name
+        self.index = index
 
     @property
     def root(self) -> Locator:
-        return self.page.locator("[data-testid=snb-root]")
+        roots = self.page.locator("[data-testid=snb-root]")
+        return roots if self.index is None else roots.nth(self.index)
 
     def wait_ready(self, cells: int | None = None, timeout_s: float = WIDGET_TIMEOUT_S) -> None:
         """Wait for the widget root, then (if given) for exactly ``cells`` cells.
