@@ -3,6 +3,9 @@
 import gzip
 import json
 import pathlib
+import signal
+import subprocess
+import sys
 
 import duckdb
 import pyarrow as pa
@@ -236,3 +239,23 @@ def test_rooms_in_one_lake_are_separate(lake):
         two.add_cell("select 2", name="b")
     with snb.SqlRoom("one", lake=lake) as one:
         assert [c.name for c in one.cells] == ["a"]
+
+
+def test_sigterm_flushes_and_snapshots_before_the_process_ends(lake):
+    """Hosts stop kernels with SIGTERM, which skips atexit; the room must still save."""
+    code = (
+        "import os, signal, sys, sqlrooms_nb as s\n"
+        f"r = s.SqlRoom('term', lake={lake!r})\n"
+        "r.add_cell('select 1 as typed_just_before_sigterm', name='last')\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "sys.exit(3)  # not reached: SIGTERM ends the process\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], timeout=120, capture_output=True)
+    assert proc.returncode == -signal.SIGTERM, proc.stderr.decode()[-2000:]
+    with snb.SqlRoom("term", lake=lake) as again:
+        assert [c.name for c in again.cells] == ["last"]
+        cur = again._lake.cursor()
+        snapshots = cur.execute(
+            f"SELECT count(*) FROM {again._lake.table('snapshots')} WHERE room = 'term'"
+        ).fetchone()
+        assert snapshots == (1,)

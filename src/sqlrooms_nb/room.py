@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import re
+import signal
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -150,6 +152,7 @@ class SqlRoom:
         if nb.ensure_schema(self._doc, title=self.room_id):
             self._doc.commit()
         _open_rooms.add(self)
+        _flush_on_sigterm()
 
     # --- document API ------------------------------------------------------------------------
 
@@ -275,8 +278,12 @@ class SqlRoom:
         self._doc.commit()
         self._persister.flush(timeout)
 
-    def close(self) -> None:
-        """Flush, write a snapshot, stop the writer and release the lake. Idempotent."""
+    def close(self, timeout: float | None = 60) -> None:
+        """Flush, write a snapshot, stop the writer and release the lake. Idempotent.
+
+        Waits at most ``timeout`` seconds for the writer (``None``: no limit); raises
+        :class:`StorageError` if the final flush failed (the writer keeps retrying meanwhile).
+        """
         with self._lock:
             if self._closed:
                 return
@@ -284,7 +291,7 @@ class SqlRoom:
         _open_rooms.discard(self)
         try:
             self._doc.commit()
-            self._persister.close()
+            self._persister.close(timeout)
         finally:
             self._local_updates.unsubscribe()
             self._pre_commit.unsubscribe()
@@ -466,11 +473,45 @@ def _request_of(content: object) -> p.RequestId | None:
     return None
 
 
+SIGTERM_CLOSE_TIMEOUT_S = 10.0
+"""How long a SIGTERM waits for each open room's final flush and snapshot, seconds."""
+
+
 @atexit.register
-def _close_open_rooms() -> None:
+def _close_open_rooms(timeout: float | None = 60) -> None:
     """Interpreter exit flushes every room still open (its writer thread is a daemon)."""
     for room in list(_open_rooms):
         try:
-            room.close()
+            room.close(timeout)
         except BaseException:
             LOG.exception("[sqlrooms_nb] could not close room %s at exit", room.room_id)
+
+
+_sigterm_hooked = False
+
+
+def _flush_on_sigterm() -> None:
+    """Make SIGTERM close open rooms (flush + snapshot) before the process ends.
+
+    Hosts stop kernels with SIGTERM, and neither Python's default disposition nor marimo's
+    kernel handler (``os._exit``) runs ``atexit``. So the rooms are closed first (at most
+    :data:`SIGTERM_CLOSE_TIMEOUT_S` each), then the host's own handler runs, or the default
+    one. Installed once, from the main thread only; an ignored SIGTERM stays ignored.
+    """
+    global _sigterm_hooked
+    if _sigterm_hooked or threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_IGN:
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        _close_open_rooms(SIGTERM_CLOSE_TIMEOUT_S)
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    _sigterm_hooked = True
