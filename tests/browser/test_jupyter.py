@@ -76,10 +76,11 @@ def test_widget_renders_runs_and_an_edit_survives_a_kernel_restart(jupyter_demo,
     assert [(c.id, c.name, c.text) for c in view.cells()] == before
 
 
-def test_the_widget_displayed_twice_in_one_notebook_stays_in_sync(
+def test_two_outputs_of_one_room_and_python_edits_stay_in_sync(
     jupyter_demo, open_page, tmp_path
 ):
-    """Two outputs of one room share one widget model: each is its own view (own Loro peer)."""
+    """Two outputs of one room share one widget model, each its own view (own Loro peer);
+    edits made in Python (the API and room.doc directly) reach both."""
     notebook = json.loads((tmp_path / "jupyter" / "demo.ipynb").read_text())
     notebook["cells"].append(
         {
@@ -116,3 +117,28 @@ def test_the_widget_displayed_twice_in_one_notebook_stays_in_sync(
     first.wait_saved()
     second.wait_saved()
     assert first.cells() == second.cells()
+
+    # Edits made in Python, through the API and directly on room.doc, reach both outputs.
+    status = page.evaluate(_EXECUTE, _PYTHON_EDITS)
+    assert status == "ok"
+    ids = [c.id for c in first.cells()]
+    for view in (first, second):
+        wait_for(
+            f"the Python edits in the {view.name}",
+            lambda view=view: [view.text_of(ids[0]), (view.text_of(ids[1]) or "")[:16]],
+            lambda seen: seen == ["select 'edited from python' as origin", "-- via room.doc\n"],
+        )
+
+
+_EXECUTE = """async (code) => {
+  const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  const reply = await kernel.requestExecute({code}).done;
+  return reply.content.status;
+}"""
+
+_PYTHON_EDITS = """
+from sqlrooms_nb import notebook as _nb
+room.update_cell(room.cells[0].id, source="select 'edited from python' as origin")
+_nb.cell_text(_nb.find_cell(room.doc, room.cells[1].id)[1]).insert(0, "-- via room.doc\\n")
+room.doc.commit()
+"""
