@@ -31,6 +31,8 @@ from loro import LoroDoc, LoroMap, LoroMovableList, LoroText
 from .errors import CellNotFoundError, ValidationError
 
 SCHEMA_VERSION = 1
+CHANGE_MERGE_INTERVAL_S = 10
+"""Consecutive commits of a peer within this many seconds merge into one Loro change."""
 CellId = NewType("CellId", str)
 CellKind = Literal["sql", "markdown"]
 CELL_KINDS: tuple[CellKind, ...] = ("sql", "markdown")
@@ -57,6 +59,9 @@ def new_doc() -> LoroDoc:
     """
     doc = LoroDoc()  # type: ignore[no-untyped-call]  # loro's stubs leave __new__ untyped
     doc.set_record_timestamp(True)
+    # Loro merges a peer's consecutive commits into one change for up to 1000 s by default;
+    # history groups edit sessions by pauses of a minute, so changes must be finer than that.
+    doc.set_change_merge_interval(CHANGE_MERGE_INTERVAL_S)
     return doc
 
 
@@ -78,6 +83,22 @@ def ensure_schema(doc: LoroDoc, title: str = "") -> bool:
             "this sqlrooms_nb understands: upgrade sqlrooms_nb"
         )
     return False
+
+
+def change_message(author: str, note: str = "") -> str:
+    """The Loro change message for a commit: the author's display name, then optionally a
+    newline and a note saying what the change was (e.g. ``"restored <version>"``).
+
+    Loro never merges consecutive commits whose messages differ, so a noted change (a
+    restore) stays a change of its own.
+    """
+    return f"{author}\n{note}" if note else author
+
+
+def split_change_message(message: str | None) -> tuple[str, str]:
+    """``(author, note)`` from a change message written by :func:`change_message`."""
+    author, _, note = (message or "").partition("\n")
+    return author, note
 
 
 def validate_cell_name(name: str) -> str:

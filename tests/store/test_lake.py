@@ -40,7 +40,7 @@ def test_open_creates_catalog_data_path_and_tables(fresh_lake_dir: Path) -> None
         cur.close()
     finally:
         lake.release()
-    assert tables == {"updates", "changes", "snapshots", "lake_meta"}
+    assert tables == {"updates", "changes", "snapshots", "tags", "lake_meta"}
     assert ("schema_version", "1") in meta
     assert inline["sqlrooms_nb.snapshots"] == "0"
     assert int(inline["sqlrooms_nb.updates"]) >= 100

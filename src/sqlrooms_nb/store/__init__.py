@@ -7,6 +7,7 @@
 - :mod:`.persister` — :class:`Persister`: the background writer of one (room, branch) document
   (batched updates + change rows, snapshots), driven by a :class:`FlushPolicy`.
 - :mod:`.recovery` — :func:`recover`: latest snapshot + later updates into a document.
+- :mod:`.tags` — named versions of a room's branch (:class:`Tag`).
 
 Nothing here knows about widgets or views.
 """
@@ -15,5 +16,17 @@ from .extensions import connect
 from .lake import Lake, StoredRoom, retrying
 from .persister import FlushPolicy, Persister
 from .recovery import recover
+from .tags import Tag, add_tag, list_tags
 
-__all__ = ["FlushPolicy", "Lake", "Persister", "StoredRoom", "connect", "recover", "retrying"]
+__all__ = [
+    "FlushPolicy",
+    "Lake",
+    "Persister",
+    "StoredRoom",
+    "Tag",
+    "add_tag",
+    "connect",
+    "list_tags",
+    "recover",
+    "retrying",
+]

@@ -21,11 +21,14 @@ and everything this package issues filters by both. Lake schema version 1
     changes    one row per Loro change (or part of one) in an ``updates`` row: the history
       room, branch, writer, seq (of the ``updates`` row), peer VARCHAR (decimal),
       counter_start BIGINT, counter_end BIGINT (exclusive), lamport BIGINT (of the first op),
-      time TIMESTAMPTZ, author VARCHAR (the change's commit message), cells VARCHAR[] (ids of
+      time TIMESTAMPTZ, author VARCHAR (first line of the change message), cells VARCHAR[] (ids of
       the cells the change touched, as of the flush)
     snapshots  full Loro snapshots; one covers every update of its room/branch with seq <= its seq
       room, branch, writer, seq BIGINT, version BLOB (encoded version vector), frontiers BLOB,
       change_count BIGINT (changes in the document), byte_length BIGINT, bytes BLOB,
+      created_at TIMESTAMPTZ
+    tags       named versions: room, branch, name VARCHAR (unique per room/branch),
+      version VARCHAR (a version id, see sqlrooms_nb.history), created_by VARCHAR,
       created_at TIMESTAMPTZ
     lake_meta  key VARCHAR, value VARCHAR (``schema_version`` -> ``"1"``)
 
@@ -107,11 +110,15 @@ _TABLES: dict[str, str] = {
         room VARCHAR NOT NULL, branch VARCHAR NOT NULL, writer VARCHAR NOT NULL,
         seq BIGINT NOT NULL, version BLOB, frontiers BLOB, change_count BIGINT,
         byte_length BIGINT, bytes BLOB NOT NULL, created_at TIMESTAMPTZ""",
+    "tags": """
+        room VARCHAR NOT NULL, branch VARCHAR NOT NULL, name VARCHAR NOT NULL,
+        version VARCHAR NOT NULL, created_by VARCHAR, created_at TIMESTAMPTZ""",
 }
 _INLINE_LIMITS = {
     "updates": UPDATES_INLINE_ROW_LIMIT,
     "changes": UPDATES_INLINE_ROW_LIMIT,
     "snapshots": SNAPSHOTS_INLINE_ROW_LIMIT,
+    "tags": UPDATES_INLINE_ROW_LIMIT,
 }
 
 

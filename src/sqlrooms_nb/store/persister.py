@@ -640,7 +640,7 @@ class Persister:
                         stop,
                         change.lamport + (counter - change.id.counter),
                         int(change.timestamp or 0),
-                        change.message,
+                        nb.split_change_message(change.message)[0],
                         cells,
                     )
                 )

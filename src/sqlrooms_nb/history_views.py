@@ -1,0 +1,111 @@
+"""The room's history as data: read-only SQL views in the user's DuckDB connection.
+
+SQL cells (and the user's own code) can query the collaboration itself::
+
+    SELECT author, date_trunc('day', time) AS day, count(*) AS changes
+    FROM sqlrooms_history.changes GROUP BY ALL ORDER BY day;
+
+The lake is attached **read-only** in the user's connection as :data:`LAKE_ALIAS` (its
+extensions loaded by path from their wheels, nothing installed), and views in schema
+:data:`HISTORY_SCHEMA` select this room's and branch's rows:
+
+- ``changes``   one row per Loro change: peer, counters, lamport, time, author, cells
+- ``sessions``  edit sessions: consecutive changes by one author with pauses of at most 60 s
+                (the rule of :mod:`sqlrooms_nb.history`), with start, end, changes and cells
+- ``updates``   the flushed batches (without their bytes): seq, change count, sizes, times
+- ``snapshots`` the stored snapshots (without their bytes)
+- ``tags``      named versions
+
+The views are (re)created each time a room opens on the connection, so they follow the most
+recently opened room. In a file-backed user database they are stored like any view.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import duckdb
+
+from .history import IDLE_GAP_S
+from .store import Lake
+from .store.extensions import EXTENSIONS, extension_file
+
+LOG = logging.getLogger("sqlrooms_nb")
+
+HISTORY_SCHEMA = "sqlrooms_history"
+"""Schema (in the user's default database) holding the history views."""
+LAKE_ALIAS = "sqlrooms_lake"
+"""Name the lake is attached as (read-only) in the user's connection."""
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def create_history_views(
+    con: duckdb.DuckDBPyConnection, lake: Lake, room: str, branch: str
+) -> bool:
+    """Attach ``lake`` read-only to ``con`` and (re)create the views for ``room``/``branch``.
+
+    Returns ``False`` (after logging why) if the lake cannot be attached there: history as
+    data is an extra, and must never stop a room from opening. ``room`` and ``branch`` are
+    validated ids; they are still quoted as SQL literals.
+    """
+    cur = con.cursor()
+    try:
+        loaded = {
+            row[0]
+            for row in cur.execute(
+                "SELECT extension_name FROM duckdb_extensions() WHERE loaded"
+            ).fetchall()
+        }
+        for name, module, requirement in EXTENSIONS:
+            if name not in loaded:
+                cur.execute(f"LOAD {_literal(str(extension_file(name, module, requirement)))}")
+        attached = cur.execute(
+            "SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [LAKE_ALIAS]
+        ).fetchone()
+        if not attached or attached[0] == 0:
+            cur.execute(
+                f"ATTACH {_literal('ducklake:sqlite:' + str(lake.catalog_path))} AS {LAKE_ALIAS} "
+                f"(READ_ONLY, DATA_PATH {_literal(str(lake.data_path) + '/')}, "
+                "OVERRIDE_DATA_PATH true)"
+            )
+        where = f"WHERE room = {_literal(room)} AND branch = {_literal(branch)}"
+        src = f"{LAKE_ALIAS}.{lake.schema}"
+        views = {
+            "changes": f"SELECT peer, counter_start, counter_end, lamport, time, author, cells, "
+            f"seq FROM {src}.changes {where}",
+            "updates": f"SELECT seq, writer, change_count, first_change_at, last_change_at, "
+            f"byte_length, written_at FROM {src}.updates {where}",
+            "snapshots": f"SELECT seq, writer, change_count, byte_length, created_at "
+            f"FROM {src}.snapshots {where}",
+            "tags": f"SELECT name, version, created_by, created_at FROM {src}.tags {where}",
+            "sessions": _SESSIONS.format(gap=int(IDLE_GAP_S), schema=HISTORY_SCHEMA),
+        }
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {HISTORY_SCHEMA}")
+        for name, body in views.items():
+            cur.execute(f"CREATE OR REPLACE VIEW {HISTORY_SCHEMA}.{name} AS {body}")
+        return True
+    except Exception as exc:  # never stop a room from opening over an optional extra
+        LOG.warning("[sqlrooms_nb] history views not available in this connection: %s", exc)
+        return False
+    finally:
+        cur.close()
+
+
+_SESSIONS = """
+WITH ordered AS (
+    SELECT author, time, lamport, cells,
+           CASE WHEN lag(author) OVER w IS DISTINCT FROM author
+                  OR time - lag(time) OVER w > INTERVAL {gap} SECOND THEN 1 ELSE 0 END AS starts
+    FROM {schema}.changes
+    WINDOW w AS (ORDER BY time, lamport)
+), numbered AS (
+    SELECT *, sum(starts) OVER (ORDER BY time, lamport) AS session FROM ordered
+)
+SELECT session::BIGINT AS session, any_value(author) AS author, min(time) AS started_at,
+       max(time) AS ended_at, count(*) AS changes,
+       list_distinct(flatten(list(cells))) AS cells
+FROM numbered GROUP BY session ORDER BY session
+"""

@@ -1,0 +1,224 @@
+"""History: edit sessions, versions, reading old versions, diffs and restore."""
+
+import gzip
+import itertools
+import json
+import pathlib
+import random
+import time
+from datetime import datetime
+
+import duckdb
+import pytest
+
+import sqlrooms_nb as snb
+from sqlrooms_nb import history
+from sqlrooms_nb import notebook as nb
+from sqlrooms_nb.errors import ValidationError
+
+TRACES = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "editing-traces"
+
+
+@pytest.fixture
+def lake(tmp_path):
+    return str(tmp_path / "lake")
+
+
+def _seconds(iso: str) -> int:
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
+
+
+@pytest.fixture(scope="module")
+def rustcode():
+    return json.load(gzip.open(TRACES / "rustcode.json.gz"))
+
+
+def replay(room, cid, txns, *, every=None, author="ana"):
+    """Type trace txns into a cell, one commit per txn at the txn's recorded time.
+
+    Returns {txn index: (version id, text after it)} for the indexes in ``every``.
+    """
+    text = nb.cell_text(nb.find_cell(room.doc, cid)[1])
+    # The trace is from 2020: shift it to start now, so its commits come after the cell's
+    # creation (Loro merges a commit into the previous change when its time is not later).
+    shift = int(time.time()) + 5 - _seconds(txns[0]["time"])
+    seen = {}
+    for i, txn in enumerate(txns):
+        for pos, deleted, inserted in txn["patches"]:
+            if deleted:
+                text.delete(pos, deleted)
+            if inserted:
+                text.insert(pos, inserted)
+        room.doc.set_next_commit_timestamp(_seconds(txn["time"]) + shift)
+        room.doc.set_next_commit_message(author)
+        room.doc.commit()
+        if every and i in every:
+            seen[i] = (room.version, text.to_string())
+    return seen
+
+
+@pytest.mark.timeout(300)
+def test_the_rustcode_trace_groups_into_sessions_and_every_sampled_version_reads_back(
+    lake, rustcode
+):
+    txns = rustcode["txns"][:6000]
+    sample = set(random.Random(7).sample(range(len(txns)), 20))
+    with snb.SqlRoom("rust", lake=lake, author="ana") as room:
+        cid = room.add_cell("", name="skiplist")
+        seen = replay(room, cid, txns, every=sample)
+        sessions = room.history()
+        # the idle rule, recomputed from the trace's own timestamps
+        times = [_seconds(t["time"]) for t in txns]
+        gaps = sum(1 for a, b in itertools.pairwise(times) if b - a > history.IDLE_GAP_S)
+        ana = [s for s in sessions if s.author == "ana"]
+        assert len(ana) == gaps + 1
+        assert all(s.time >= s.start for s in sessions)
+        assert [s.time for s in sessions] == sorted((s.time for s in sessions), reverse=True)
+        assert sum(s.added for s in ana) >= len(txns[0]["patches"][0][2])
+        assert all(s.cells == (cid,) for s in ana)
+        for i in sorted(sample):
+            version, expected = seen[i]
+            assert [c.source for c in room.at(version)] == [expected], f"txn {i}"
+        # a longer pause splits sessions: fewer sessions with a bigger idle gap
+        assert len(room.history(idle_gap_s=3600)) < len(sessions)
+        assert len(room.history(limit=3)) == 3
+
+
+def test_restore_is_a_new_change_that_history_shows_and_a_restart_keeps(lake):
+    with snb.SqlRoom("restore", lake=lake, author="ana") as room:
+        cid = room.add_cell("select 1 as x", name="one")
+        old = room.version
+        room.update_cell(cid, source="select 2 as x")
+        room.add_cell("select 3", name="three")
+        before = len(room.history(idle_gap_s=0))
+        new = room.restore(old)
+        assert new != old
+        assert [(c.name, c.source) for c in room.cells] == [("one", "select 1 as x")]
+        sessions = room.history(idle_gap_s=0)
+        assert len(sessions) == before + 1 and sessions[0].id == new
+        # the restore can itself be undone by restoring the version before it
+        room.restore(sessions[1])
+        assert [c.name for c in room.cells] == ["one", "three"]
+        kept = [(c.name, c.source) for c in room.cells]
+    with snb.SqlRoom("restore", lake=lake) as again:
+        assert [(c.name, c.source) for c in again.cells] == kept
+        assert [c.source for c in again.at(old)] == ["select 1 as x"]
+        assert again.history(idle_gap_s=0)[0].id == again.version
+
+
+def test_diff_names_added_removed_moved_and_changed_cells(lake):
+    with snb.SqlRoom("diff", lake=lake) as room:
+        a = room.add_cell("select 1", name="a")
+        b = room.add_cell("select 2", name="b")
+        c = room.add_cell("select 3", name="c")
+        v1 = room.version
+        room.update_cell(a, source="select 10")
+        room.delete_cell(b)
+        room.move_cell(c, 0)
+        d = room.add_cell("select 4", name="d")
+        changes = {x.id: x for x in room.diff(v1)}
+        assert changes[a].status == "changed" and "-select 1\n" in changes[a].diff + "\n"
+        assert "+select 10" in changes[a].diff
+        assert changes[b].status == "removed" and changes[b].index_b is None
+        assert changes[c].status == "moved" and (changes[c].index_a, changes[c].index_b) == (2, 0)
+        assert changes[d].status == "added"
+        assert room.diff(v1, v1) == []
+
+
+def test_previews_do_not_touch_the_live_document(lake):
+    with snb.SqlRoom("preview", lake=lake) as room:
+        cid = room.add_cell("select 1", name="a")
+        v = room.version
+        room.update_cell(cid, source="select 2")
+        live = room.doc.oplog_vv
+        assert [c.source for c in room.at(v)] == ["select 1"]
+        assert room.doc.oplog_vv == live and not room.doc.is_detached()
+        assert [c.source for c in room.cells] == ["select 2"]
+
+
+@pytest.mark.parametrize("bad", ["", "not base64 !", "AAAA", "x" * 5000, 42])
+def test_bad_version_ids_are_refused_clearly(lake, bad):
+    with snb.SqlRoom("bad", lake=lake) as room:
+        room.add_cell("select 1", name="a")
+        with pytest.raises(ValidationError, match="version"):
+            room.at(bad)
+
+
+def test_a_version_of_another_room_is_refused(lake):
+    with snb.SqlRoom("one", lake=lake) as one, snb.SqlRoom("two", lake=lake) as two:
+        one.add_cell("select 1", name="a")
+        two.add_cell("select 2", name="b")
+        with pytest.raises(ValidationError, match="not in this notebook"):
+            two.at(one.version)
+
+
+def test_sessions_split_by_author_and_pause():
+    doc = nb.new_doc()
+    t0 = 1_700_000_000
+    for author, at, text in [
+        ("ana", 0, "a"),
+        ("ana", 30, "b"),
+        ("bo", 40, "c"),
+        ("ana", 50, "d"),
+        ("ana", 500, "e"),
+    ]:
+        doc.get_text("t").insert(0, text)
+        doc.set_next_commit_timestamp(t0 + at)
+        doc.set_next_commit_message(author)
+        doc.commit()
+    got = history.sessions(doc, lambda c: history.ChangeStats((), 1, 0))
+    assert [(s.author, s.changes) for s in got] == [("ana", 1), ("ana", 1), ("bo", 1), ("ana", 2)]
+    assert got[-1].added == 2 and "ana" in got[-1].summary
+
+
+def test_tags_name_versions_persist_and_never_move(lake):
+    with snb.SqlRoom("tags", lake=lake, author="ana") as room:
+        room.add_cell("select 1", name="a")
+        v1 = room.tag("draft")
+        room.add_cell("select 2", name="b")
+        room.tag("final")
+        with pytest.raises(ValidationError, match="never move"):
+            room.tag("draft")
+        with pytest.raises(ValidationError):
+            room.tag("../x")
+        with pytest.raises(ValidationError):
+            room.tag("other", version="not-a-version")
+    with snb.SqlRoom("tags", lake=lake) as again:
+        tags = again.tags()
+        assert [t.name for t in tags] == ["final", "draft"]
+        assert tags[1].version == v1 and tags[1].author == "ana"
+        assert [c.name for c in again.at(tags[1].version)] == ["a"]
+    with snb.SqlRoom("other-room", lake=lake) as other:
+        assert other.tags() == []
+
+
+def test_sql_cells_can_query_the_rooms_own_history(lake):
+    con = duckdb.connect()
+    with snb.SqlRoom("data", lake=lake, connection=con, author="ana") as room:
+        a = room.add_cell("select 1", name="a")
+        room.update_cell(a, source="select 11")
+        room.tag("v1")
+        room.flush()
+        cid = room.add_cell(
+            "select author, count(*) as changes from sqlrooms_history.changes group by author",
+            name="who",
+        )
+        [row] = room.run(cid).to_pylist()
+        assert row["author"] == "ana" and row["changes"] >= 1
+        per_cell = room.add_cell(
+            "select cell, count(*) as n from "
+            "(select unnest(cells) as cell from sqlrooms_history.changes) "
+            "group by cell order by n desc",
+            name="busiest",
+        )
+        room.flush()
+        assert a in room.run(per_cell).column("cell").to_pylist()
+        sessions = con.sql("select author, changes from sqlrooms_history.sessions").fetchall()
+        assert sessions and all(author == "ana" for author, _ in sessions)
+        assert con.sql("select name from sqlrooms_history.tags").fetchall() == [("v1",)]
+        with pytest.raises(duckdb.Error):  # read-only: the history cannot be rewritten here
+            con.execute("delete from sqlrooms_lake.sqlrooms_nb.changes")
+    with snb.SqlRoom("elsewhere", lake=lake, connection=con) as other:
+        other.flush()
+        # the views now follow the room opened last: the other room's history is not in them
+        assert con.sql("select count(*) from sqlrooms_history.changes").fetchone() == (1,)
