@@ -54,6 +54,7 @@ describe("protocol", () => {
       { kind: "update", view, updates: [bytes(4), bytes(5, 6)] },
       { kind: "run", view, id, cell },
       { kind: "ping", view, id },
+      { kind: "awareness", view, update: bytes(1, 2) },
     ];
     for (const message of messages) {
       const wire = encodeClient(message);
@@ -103,6 +104,8 @@ describe("protocol", () => {
       { kind: "error", code: "query", message: "Parser Error", cell, line: 0, column: 7 },
       { kind: "error", code: "protocol", message: "bad", to: view },
       { kind: "pong", to: view, id },
+      { kind: "awareness", origin: view, update: bytes(4, 5) },
+      { kind: "awareness", origin: null, update: bytes(6) },
     ];
     for (const message of messages) {
       const wire = encodeServer(message);
@@ -142,6 +145,8 @@ describe("protocol", () => {
     assert.throws(() => decodeServer({ kind: "result", cell: 3 }, []), ProtocolError);
     assert.throws(() => decodeServer("hello", []), ProtocolError);
     assert.throws(() => decodeClient({ kind: "update", view }, []), ProtocolError);
+    assert.throws(() => decodeClient({ kind: "awareness", view }, []), ProtocolError);
+    assert.throws(() => decodeServer({ kind: "awareness", origin: null }, []), ProtocolError);
   });
 
   it("makes URL-safe random ids of 12 characters", () => {

@@ -11,8 +11,8 @@
  * view's id, and the others ignore it (see {@link isForView}).
  */
 
-export const CLIENT_KINDS = ["hello", "update", "run", "ping"] as const;
-export const SERVER_KINDS = ["welcome", "update", "saved", "run_started", "result", "error", "pong"] as const;
+export const CLIENT_KINDS = ["hello", "update", "run", "ping", "awareness"] as const;
+export const SERVER_KINDS = ["welcome", "update", "saved", "run_started", "result", "error", "pong", "awareness"] as const;
 
 /** Bumped with `PROTOCOL_VERSION` in protocol.py whenever a message changes shape. */
 export const PROTOCOL_VERSION = 1;
@@ -61,7 +61,14 @@ export interface Ping {
   id: RequestId;
 }
 
-export type ClientMessage = Hello | ClientUpdate | Run | Ping;
+/** This view's presence: one encoded Loro `EphemeralStore` update (its own entry only). */
+export interface ClientAwareness {
+  kind: "awareness";
+  view: ViewId;
+  update: Uint8Array;
+}
+
+export type ClientMessage = Hello | ClientUpdate | Run | Ping | ClientAwareness;
 
 // --- server messages (kernel -> views) -------------------------------------------------------
 
@@ -139,7 +146,17 @@ export interface Pong {
   id: RequestId;
 }
 
-export type ServerMessage = Welcome | ServerUpdate | Saved | RunStarted | Result | ErrorMessage | Pong;
+/**
+ * Presence (an encoded `EphemeralStore` update): a view's, relayed (`origin` = that view), or
+ * everyone's current presence right after a welcome (`origin` = `null`).
+ */
+export interface ServerAwareness {
+  kind: "awareness";
+  origin: ViewId | null;
+  update: Uint8Array;
+}
+
+export type ServerMessage = Welcome | ServerUpdate | Saved | RunStarted | Result | ErrorMessage | Pong | ServerAwareness;
 
 /** What anywidget hands over: JSON content plus binary buffers. */
 export interface Wire {
@@ -204,6 +221,8 @@ export function encodeClient(message: ClientMessage): Wire {
       return { content: { kind: "run", view: message.view, id: message.id, cell: message.cell }, buffers: [] };
     case "ping":
       return { content: { kind: "ping", view: message.view, id: message.id }, buffers: [] };
+    case "awareness":
+      return { content: { kind: "awareness", view: message.view }, buffers: [tightBytes(message.update)] };
     default:
       assertNever(message);
       throw new ProtocolError(`cannot encode a message of kind ${String((message as { kind?: unknown }).kind)}`);
@@ -328,6 +347,8 @@ export function decodeServer(content: unknown, rawBuffers: readonly RawBuffer[] 
     }
     case "pong":
       return { kind, to: str(c, "to") as ViewId, id: str(c, "id") as RequestId };
+    case "awareness":
+      return { kind, origin: (optStr(c, "origin") ?? null) as ViewId | null, update: buffer(buffers, 0, "awareness update") };
     default:
       assertNever(kind, kind);
       return null;
@@ -373,6 +394,8 @@ export function encodeServer(message: ServerMessage): Wire {
     }
     case "pong":
       return { content: { kind: "pong", to: message.to, id: message.id }, buffers: [] };
+    case "awareness":
+      return { content: { kind: "awareness", origin: message.origin }, buffers: [message.update] };
     default:
       assertNever(message);
       throw new ProtocolError("cannot encode an unknown server message");
@@ -403,6 +426,11 @@ export function decodeClient(content: unknown, rawBuffers: readonly RawBuffer[] 
       return { kind: k, view, id: str(c, "id") as RequestId, cell: str(c, "cell") as CellId };
     case "ping":
       return { kind: k, view, id: str(c, "id") as RequestId };
+    case "awareness":
+      if (buffers.length !== 1 || buffers[0]!.byteLength === 0) {
+        throw new ProtocolError("awareness needs exactly one non-empty buffer");
+      }
+      return { kind: k, view, update: buffer(buffers, 0, "awareness update") };
     default:
       assertNever(k, k);
       throw new ProtocolError(`unknown message kind ${String(kind)}`);

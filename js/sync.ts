@@ -34,6 +34,7 @@ import {
   type RequestId,
   type Result,
   type RunStarted,
+  type ServerAwareness,
   type ServerMessage,
   type ViewId,
   type Welcome,
@@ -84,6 +85,8 @@ export interface SyncEvents {
   run_started: RunStarted;
   result: Result;
   error: ErrorMessage;
+  /** Presence from other views (or everyone's, after a welcome); see presence.ts. */
+  awareness: ServerAwareness;
 }
 
 type Listener<T> = (value: T) => void;
@@ -101,6 +104,8 @@ export function decodeVersion(bytes: Uint8Array): VersionVector {
   return bytes.byteLength === 0 ? new VersionVector(null) : VersionVector.decode(bytes);
 }
 
+/** Consecutive local commits within this many seconds merge into one Loro change. */
+export const CHANGE_MERGE_INTERVAL_S = 10;
 const TICK_MS = 500;
 
 export class SyncClient {
@@ -154,6 +159,9 @@ export class SyncClient {
     this.pingTimeoutMs = options.pingTimeoutMs ?? 5000;
     this.doc = options.doc ?? new LoroDoc();
     this.doc.setRecordTimestamp(true);
+    // Finer changes than Loro's 1000 s default: history groups edit sessions by 1-minute pauses
+    // (CHANGE_MERGE_INTERVAL_S in notebook.py).
+    this.doc.setChangeMergeInterval(CHANGE_MERGE_INTERVAL_S);
     const author = this.author;
     if (author) {
       this.unsubscribes.push(this.doc.subscribePreCommit((e) => void e.modifier.setMessage(author)));
@@ -240,6 +248,11 @@ export class SyncClient {
     this.pingOut = { id, at: this.timers.now() };
     this.send({ kind: "ping", view: this.viewId, id });
     return id;
+  }
+
+  /** Send this view's presence (one encoded EphemeralStore update) to the kernel. */
+  sendAwareness(update: Uint8Array): void {
+    this.send({ kind: "awareness", view: this.viewId, update });
   }
 
   /** Send a new hello now (e.g. after a gap); the next welcome completes the resync. */
@@ -360,6 +373,9 @@ export class SyncClient {
         break;
       case "pong":
         if (this.pingOut?.id === message.id) this.pingOut = null;
+        break;
+      case "awareness":
+        this.emit("awareness", message);
         break;
       default:
         assertNever(message);

@@ -6,14 +6,17 @@
  * Kernel messages arrive as `msg:custom` (content, buffers as DataViews); messages go out with
  * `model.send(content, undefined, buffers)` — buffers are the third argument.
  *
- * Traits read: `room_id` (str), `branch` (str), `author` (str, may be "").
+ * Traits read: `room_id` (str), `branch` (str), `author` (str, may be ""; also the display name
+ * in presence, else a per-browser name kept in localStorage).
  */
 import "./widget.css";
 import { LOG_PREFIX, type ErrorMessage, type RawBuffer } from "./protocol";
+import { Presence } from "./presence";
 import { SyncClient } from "./sync";
 import { CellList, type CellOutcome } from "./ui/cells";
 import { h } from "./ui/dom";
 import { UndoScopes } from "./ui/editor";
+import { PresenceBar, displayName } from "./ui/presence";
 import { StatusBadge } from "./ui/status";
 
 type Handler = (...args: never[]) => void;
@@ -64,12 +67,16 @@ function render({ model, el }: RenderProps): () => void {
     send: (content, buffers) => model.send(content, undefined, buffers),
   });
   const undo = new UndoScopes(sync.doc);
+  const who = displayName(trait(model, "author"));
+  const presence = new Presence({ viewId: sync.viewId, name: who.name, send: (update) => sync.sendAwareness(update) });
+  const presenceBar = new PresenceBar({ presence, signal, fixedName: who.fixed });
   const outcomes = new Map<string, CellOutcome>();
   const banner = new Banner(signal);
 
   const cells = new CellList({
     doc: sync.doc,
     undo,
+    presence,
     signal,
     outcomes,
     run: (cellId) => {
@@ -88,7 +95,7 @@ function render({ model, el }: RenderProps): () => void {
   );
   addButton.addEventListener("click", () => cells.addCell(), { signal });
   const root = h("div", { class: "snb-root", testid: "snb-root", "data-view": sync.viewId },
-    h("div", { class: "snb-toolbar" }, room, branch, h("span", { class: "snb-spacer" }), status.el),
+    h("div", { class: "snb-toolbar" }, room, branch, h("span", { class: "snb-spacer" }), presenceBar.el, status.el),
     banner.el,
     cells.el,
     h("div", { class: "snb-footer" }, addButton),
@@ -110,7 +117,9 @@ function render({ model, el }: RenderProps): () => void {
   cleanups.push(
     sync.on("status", (s) => status.set(s)),
     sync.on("change", () => cells.schedule()),
+    sync.on("awareness", (m) => presence.apply(m)),
     sync.on("welcome", (w) => {
+      presence.onWelcome();
       cells.setConnected();
       room.textContent = w.room;
       branch.textContent = w.branch;
@@ -141,6 +150,8 @@ function render({ model, el }: RenderProps): () => void {
         console.error(`${LOG_PREFIX} cleanup failed`, err);
       }
     }
+    presenceBar.destroy();
+    presence.stop(); // withdraws this view's entry while the comm still works
     sync.stop();
     cells.destroy();
     undo.free();

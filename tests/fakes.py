@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loro import ExportMode, LoroDoc, VersionVector
+from loro import EphemeralStore, ExportMode, LoroDoc, VersionVector
 
 from sqlrooms_nb import notebook as nb
 
@@ -28,6 +28,7 @@ class FakeView:
         self.received: list[dict[str, Any]] = []
         self.saved = VersionVector()
         self.welcomed = False
+        self.presence = EphemeralStore(30_000)  # everyone's presence, as js/presence.ts keeps it
         self.disconnect = room.connect(
             lambda content, buffers: self.inbox.append((content, buffers))
         )
@@ -57,6 +58,8 @@ class FakeView:
                 self.doc.import_batch(list(buffers))
             elif kind == "saved":
                 self.saved = VersionVector.decode(buffers[0])
+            elif kind == "awareness" and content["origin"] != self.view:
+                self.presence.apply(bytes(buffers[0]))
 
     def edit(self, fn) -> None:
         """Apply ``fn(doc)`` locally, commit, and send the update like the browser does."""
@@ -64,6 +67,11 @@ class FakeView:
         fn(self.doc)
         self.doc.commit()
         self.send({"kind": "update"}, [self.doc.export(ExportMode.Updates(before))])
+
+    def set_presence(self, value: dict[str, Any]) -> None:
+        """Set this view's presence entry and send it like the browser does."""
+        self.presence.set(self.view, value)
+        self.send({"kind": "awareness"}, [self.presence.encode(self.view)])
 
     def kinds(self) -> list[str]:
         return [m["kind"] for m in self.received]

@@ -43,6 +43,9 @@ def test_run_and_ping_carry_request_ids():
         ({"kind": "update", "view": "v"}, [b""], "non-empty"),
         ({"kind": "run", "view": "v", "cell": "c"}, [], "'id'"),
         ({"kind": "run", "view": "v", "id": "r", "cell": "x'; drop"}, [], "'cell'"),
+        ({"kind": "awareness", "view": "v"}, [], "exactly one non-empty buffer"),
+        ({"kind": "awareness", "view": "v"}, [b"a", b"b"], "exactly one non-empty buffer"),
+        ({"kind": "awareness", "view": "v"}, [b""], "exactly one non-empty buffer"),
     ],
 )
 def test_malformed_client_messages_raise_protocol_errors(content, buffers, fragment):
@@ -54,6 +57,17 @@ def test_oversized_updates_are_refused(monkeypatch):
     monkeypatch.setattr(p, "MAX_UPDATE_BYTES", 10)
     with pytest.raises(ProtocolError, match="exceed"):
         p.decode_client({"kind": "update", "view": "v"}, [b"x" * 11])
+
+
+def test_awareness_decodes_its_one_buffer_and_encodes_with_its_origin():
+    msg = p.decode_client({"kind": "awareness", "view": "v1"}, [memoryview(b"\x01x")])
+    assert msg == p.ClientAwareness(view=p.ViewId("v1"), update=b"\x01x")
+    assert type(msg.update) is bytes
+    out = p.encode_server(p.ServerAwareness(origin=p.ViewId("v1"), update=b"\x01x"))
+    assert out.content == {"kind": "awareness", "origin": "v1"}
+    assert out.buffers == [b"\x01x"]
+    snapshot = p.encode_server(p.ServerAwareness(origin=None, update=b"s"))
+    assert snapshot.content == {"kind": "awareness", "origin": None}
 
 
 def test_view_of_reads_the_sender_even_from_a_bad_message():
@@ -111,6 +125,7 @@ def test_every_server_message_type_encodes_to_its_kind():
         p.Result(id=None, cell="c", name="n", rows=0, columns=(), shown=0, elapsed_ms=0, arrow=b""),
         p.Error(code="x", message="y"),
         p.Pong(to=p.ViewId("v"), id=p.RequestId("r")),
+        p.ServerAwareness(origin=None, update=b"a"),
     ]
     assert sorted(p.encode_server(m).content["kind"] for m in samples) == sorted(p.SERVER_KINDS)
 

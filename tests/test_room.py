@@ -6,10 +6,12 @@ import pathlib
 import signal
 import subprocess
 import sys
+import time
 
 import duckdb
 import pyarrow as pa
 import pytest
+from loro import EphemeralStore
 
 import sqlrooms_nb as snb
 from sqlrooms_nb import notebook as nb
@@ -114,6 +116,62 @@ def test_unknown_or_broken_messages_always_get_an_error_reply(room, content):
     assert a.kinds() == ["error"]
     if isinstance(content, dict) and content.get("id"):
         assert a.received[0]["id"] == "r9"
+
+
+def test_presence_from_one_view_reaches_the_others_and_is_not_persisted(room):
+    a, b = FakeView(room, "a"), FakeView(room, "b")
+    a.hello()
+    b.hello()
+    pump(a, b)
+    before = room.doc.oplog_vv
+    a.set_presence({"name": "Ana", "color": "#4e79a7", "cell": "c1", "anchor": b"\x01\x02"})
+    pump(a, b)
+    assert b.presence.get_all_states() == {
+        "a": {"name": "Ana", "color": "#4e79a7", "cell": "c1", "anchor": b"\x01\x02"}
+    }
+    relayed = [m for m in b.received if m["kind"] == "awareness"]
+    assert relayed == [{"kind": "awareness", "origin": "a"}]
+    assert room.doc.oplog_vv == before  # presence never enters the document (nor the lake)
+
+
+def test_a_newcomers_welcome_is_followed_by_the_current_presence(room):
+    a = FakeView(room, "a")
+    a.hello()
+    pump(a)
+    a.set_presence({"name": "Ana"})
+    late = FakeView(room, "late")
+    late.hello()
+    pump(a, late)
+    kinds = late.kinds()
+    assert kinds.index("awareness") == kinds.index("welcome") + 1
+    assert late.received[kinds.index("awareness")]["origin"] is None
+    assert late.presence.get_all_states() == {"a": {"name": "Ana"}}
+
+
+def test_no_presence_follows_a_welcome_when_nobody_is_here(room):
+    a = FakeView(room, "a")
+    a.hello()
+    pump(a)
+    assert "awareness" not in a.kinds()
+
+
+def test_garbage_presence_gets_an_error_and_changes_nothing(room):
+    a, b = FakeView(room, "a"), FakeView(room, "b")
+    a.hello()
+    b.hello()
+    pump(a, b)
+    a.set_presence({"name": "Ana"})
+    pump(a, b)
+    b.send({"kind": "awareness"}, [b"\xff\xffgarbage"])
+    spoof = EphemeralStore(30_000)
+    time.sleep(0.002)  # newer than a's own entry (Loro stamps in ms)
+    spoof.set("a", {"name": "not Ana"})
+    b.send({"kind": "awareness"}, [spoof.encode("a")])  # b may not speak for a
+    pump(a, b)
+    errors = [m for m in b.received if m["kind"] == "error"]
+    assert [(e["to"], e["code"]) for e in errors] == [("b", "protocol"), ("b", "protocol")]
+    assert [m.get("origin") for m in a.received if m["kind"] == "awareness"] == ["a"]
+    assert room._presence.views() == ["a"]
 
 
 def test_ping_is_answered(room):

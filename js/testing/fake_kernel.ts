@@ -3,9 +3,11 @@
  * harness: it holds the authoritative LoroDoc, answers `hello` with `welcome` (the updates the
  * view lacks, its oplog version vector, its saved version vector), imports every `update` and
  * relays it to all views with `origin`, reports `saved` after a delay, and answers `run` / `ping`.
+ * Presence (`awareness`) is kept in an EphemeralStore and relayed; a welcome is followed by
+ * everyone's presence, as presence.py does. Call {@link FakeKernel.destroy} when done.
  * Every message in either direction is delivered after `delayMs` on the given timers.
  */
-import { LoroDoc, VersionVector } from "loro-crdt";
+import { EphemeralStore, LoroDoc, VersionVector } from "loro-crdt";
 import {
   PROTOCOL_VERSION,
   decodeClient,
@@ -52,6 +54,7 @@ export interface Connection {
 
 export class FakeKernel {
   readonly doc = new LoroDoc();
+  readonly presence = new EphemeralStore(30_000);
   savedVersion = new VersionVector(null);
   /** Every client message the kernel handled, in order (decoded). */
   readonly received: ReturnType<typeof decodeClient>[] = [];
@@ -119,6 +122,9 @@ export class FakeKernel {
           version: this.doc.oplogVersion().encode(),
           saved: this.savedVersion.encode(),
         });
+        if (this.presence.keys().length > 0) {
+          this.broadcast({ kind: "awareness", origin: null, update: this.presence.encodeAll() });
+        }
         break;
       case "update": {
         const imported: Uint8Array[] = [];
@@ -159,7 +165,17 @@ export class FakeKernel {
       case "ping":
         this.broadcast({ kind: "pong", to: message.view, id: message.id });
         break;
+      case "awareness":
+        // The real kernel also checks that a view only touches its own entry (presence.py).
+        this.presence.apply(message.update);
+        this.broadcast({ kind: "awareness", origin: message.view, update: message.update });
+        break;
     }
+  }
+
+  /** Stop the presence store's expiry timer. */
+  destroy(): void {
+    this.presence.destroy();
   }
 
   /** Mark everything durable now and tell every view (`saved`). */

@@ -16,6 +16,7 @@ import {
   type CellHandle,
   type CellKind,
 } from "../notebook";
+import type { Presence } from "../presence";
 import { LOG_PREFIX, type ErrorMessage, type Result } from "../protocol";
 import { h } from "./dom";
 import { createCellEditor, type UndoScopes } from "./editor";
@@ -31,6 +32,8 @@ export interface CellOutcome {
 export interface CellsContext {
   doc: LoroDoc;
   undo: UndoScopes;
+  /** Who is here: editors draw other views' carets and report their own selection. */
+  presence?: Presence;
   signal: AbortSignal;
   outcomes: Map<string, CellOutcome>;
   run(cellId: string): void;
@@ -121,6 +124,7 @@ class CellView {
       doc: ctx.doc,
       text: handle.text,
       undo: ctx.undo.open(handle.id, handle.text),
+      presence: ctx.presence,
       onRun: () => handle.kind === "sql" && ctx.run(this.id),
       label: handle.kind === "sql" ? "SQL" : "Markdown",
     });

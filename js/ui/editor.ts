@@ -29,7 +29,9 @@ import { bracketMatching, defaultHighlightStyle, indentOnInput, syntaxHighlighti
 import { PostgreSQL, sql } from "@codemirror/lang-sql";
 import { LoroSyncPlugin, LoroUndoPlugin } from "loro-codemirror";
 import { UndoManager, type Cursor, type LoroDoc, type LoroEventBatch, type LoroText } from "loro-crdt";
-import { LOG_PREFIX } from "../protocol";
+import type { Presence } from "../presence";
+import { LOG_PREFIX, type CellId } from "../protocol";
+import { presenceExtension } from "./cursors";
 import { STRUCTURE_ORIGIN, type CellKind } from "../notebook";
 
 /** Merge consecutive local edits into one undo step when closer than this (ms). */
@@ -171,6 +173,8 @@ export interface CellEditorOptions {
   doc: LoroDoc;
   text: LoroText;
   undo: CellUndo;
+  /** Draws other views' carets in this editor and reports its selection (optional). */
+  presence?: Presence | undefined;
   /** Shift-Enter / Ctrl-Enter (Cmd-Enter). */
   onRun: () => void;
   label: string;
@@ -217,6 +221,7 @@ export function createCellEditor(options: CellEditorOptions): EditorView {
     LoroSyncPlugin(scoped, getText),
     LoroUndoPlugin(scoped, undo.manager, getText),
   ];
+  if (options.presence) extensions.push(presenceExtension(options.presence, doc, cellId as CellId, text));
   if (options.kind === "sql") extensions.push(sql({ dialect: PostgreSQL, upperCaseKeywords: false }));
   const view = new EditorView({
     parent: options.parent,

@@ -18,6 +18,9 @@ View -> kernel ("client" messages)
 ``run``     {view, id, cell}            run a SQL cell; replies are broadcast (``run_started``,
                                         then ``result`` or ``error``), echoing ``id``.
 ``ping``    {view, id}                  liveness; answered by ``pong``.
+``awareness`` {view}                    buffers: [one Loro ``EphemeralStore`` encoded update]
+            the view's presence (name, colour, selection); it may only touch the view's own
+            entry. Relayed to every view; never persisted.
 
 Kernel -> views ("server" messages)
 -----------------------------------
@@ -35,6 +38,9 @@ Kernel -> views ("server" messages)
 ``error``   {to?, id?, cell?, code, message, line?, column?}  a tagged error (see
             :mod:`sqlrooms_nb.errors`); ``line``/``column`` are 0-based.
 ``pong``    {to, id}
+``awareness`` {origin}                  buffers: [``EphemeralStore`` encoded update]. A view's
+            presence relayed (``origin`` = that view), or, with ``origin`` ``None``, everyone's
+            current presence right after a ``welcome``.
 
 Every client message must carry ``view`` (a string of 1-64 URL-safe characters). A message that
 cannot be decoded raises :class:`~sqlrooms_nb.errors.ProtocolError`; the room replies with an
@@ -59,8 +65,8 @@ MAX_UPDATE_BYTES = 32 * 1024 * 1024
 ViewId = NewType("ViewId", str)
 RequestId = NewType("RequestId", str)
 
-CLIENT_KINDS = ("hello", "update", "run", "ping")
-SERVER_KINDS = ("welcome", "update", "saved", "run_started", "result", "error", "pong")
+CLIENT_KINDS = ("hello", "update", "run", "ping", "awareness")
+SERVER_KINDS = ("welcome", "update", "saved", "run_started", "result", "error", "pong", "awareness")
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _CELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -108,7 +114,16 @@ class Ping:
     kind: Literal["ping"] = "ping"
 
 
-ClientMessage = Hello | ClientUpdate | Run | Ping
+@dataclass(frozen=True)
+class ClientAwareness:
+    """A view's presence: one encoded Loro ``EphemeralStore`` update (its own entry only)."""
+
+    view: ViewId
+    update: bytes
+    kind: Literal["awareness"] = "awareness"
+
+
+ClientMessage = Hello | ClientUpdate | Run | Ping | ClientAwareness
 
 
 # --- server messages (kernel -> views) ------------------------------------------------------
@@ -200,7 +215,18 @@ class Pong:
     kind: Literal["pong"] = "pong"
 
 
-ServerMessage = Welcome | ServerUpdate | Saved | RunStarted | Result | Error | Pong
+@dataclass(frozen=True)
+class ServerAwareness:
+    """Presence for views: ``origin`` is the view it came from, ``None`` for a snapshot of all."""
+
+    origin: ViewId | None
+    update: bytes
+    kind: Literal["awareness"] = "awareness"
+
+
+ServerMessage = (
+    Welcome | ServerUpdate | Saved | RunStarted | Result | Error | Pong | ServerAwareness
+)
 
 
 @dataclass
@@ -260,6 +286,10 @@ def decode_client(content: object, buffers: Sequence[Buffer] | None) -> ClientMe
         if not bufs or any(len(b) == 0 for b in bufs):
             raise ProtocolError("update needs one or more non-empty buffers")
         return ClientUpdate(view=view, updates=tuple(bufs))
+    if kind == "awareness":
+        if len(bufs) != 1 or len(bufs[0]) == 0:
+            raise ProtocolError("awareness needs exactly one non-empty buffer")
+        return ClientAwareness(view=view, update=bufs[0])
     request = RequestId(_str_field(content, "id"))
     if kind == "run":
         return Run(view=view, id=request, cell=_str_field(content, "cell", _CELL_ID))
@@ -286,6 +316,8 @@ def encode_server(message: ServerMessage) -> Outgoing:
         return Outgoing({"kind": "update", "origin": message.origin}, list(message.updates))
     if isinstance(message, Saved):
         return Outgoing({"kind": "saved"}, [message.version])
+    if isinstance(message, ServerAwareness):
+        return Outgoing({"kind": "awareness", "origin": message.origin}, [message.update])
     if isinstance(message, RunStarted):
         return Outgoing(
             {"kind": "run_started", "id": message.id, "cell": message.cell, "view": message.view}

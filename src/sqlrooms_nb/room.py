@@ -27,17 +27,21 @@ import signal
 import threading
 import weakref
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
 from loro import LoroDoc, VersionVector
 
+from . import history as hist
 from . import notebook as nb
 from . import protocol as p
 from . import query
 from .errors import ClosedError, QueryError, SqlRoomsError, StorageError, ValidationError
-from .store import FlushPolicy, Lake, Persister, recover
+from .history_views import create_history_views
+from .presence import Presence
+from .store import FlushPolicy, Lake, Persister, Tag, add_tag, list_tags, recover
 from .sync import SyncHub
 
 if TYPE_CHECKING:
@@ -108,8 +112,11 @@ class SqlRoom:
         self._widget: SqlRoomWidget | None = None
         self._transports: list[Deliver] = []
         self._results: dict[str, p.Result | p.Error] = {}
+        self._change_stats: dict[tuple[int, int, int], hist.ChangeStats] = {}
         self._con = connection if connection is not None else duckdb.connect()
         self._lake = Lake.open(lake)
+        # The collaboration as data for SQL cells (sqlrooms_history.*); optional, never fatal.
+        create_history_views(self._con, self._lake, self.room_id, self.branch)
         # Re-running the notebook cell that opens a room must not leave two writers on it in
         # one kernel: the earlier object is closed (flushed) before this one recovers.
         for other in list(_open_rooms):
@@ -139,6 +146,7 @@ class SqlRoom:
         except BaseException:
             self._lake.release()
             raise
+        self._presence = Presence()  # who is here: relayed to views, never persisted
         self._hub = SyncHub(
             self._doc,
             self.room_id,
@@ -266,6 +274,88 @@ class SqlRoom:
         self._broadcast([message])
         return result.table
 
+    # --- history -----------------------------------------------------------------------------
+
+    @property
+    def version(self) -> str:
+        """The id of the current version (see :mod:`sqlrooms_nb.history`)."""
+        self._doc.commit()
+        return hist.current_version(self._doc)
+
+    def history(
+        self,
+        limit: int | None = None,
+        since: datetime | None = None,
+        *,
+        idle_gap_s: float = hist.IDLE_GAP_S,
+    ) -> list[hist.Version]:
+        """Edit sessions, newest first, as :class:`~sqlrooms_nb.history.Version` values.
+
+        A session is consecutive changes by one author with pauses of at most ``idle_gap_s``
+        seconds. ``limit`` caps how many are returned; ``since`` (aware datetime) keeps those
+        that ended at or after it. Per-change statistics are computed once and cached.
+        """
+        self._doc.commit()
+        cell_of = hist.container_cells(self._doc)
+
+        def stats(change: hist.Change) -> hist.ChangeStats:
+            key = (change.peer, change.counter_start, change.counter_end)
+            found = self._change_stats.get(key)
+            if found is None:
+                found = hist.change_stats(self._doc, change, cell_of)
+                self._change_stats[key] = found
+            return found
+
+        return hist.sessions(self._doc, stats, idle_gap_s=idle_gap_s, limit=limit, since=since)
+
+    def at(self, version: str | hist.Version) -> list[nb.Cell]:
+        """The cells as they were at ``version`` (read-only; the live document is untouched).
+
+        Raises :class:`ValidationError` for an id that is not a version of this document.
+        """
+        return hist.cells_at(self._doc, hist.parse_version(self._doc, version))
+
+    def diff(
+        self, a: str | hist.Version, b: str | hist.Version | None = None
+    ) -> list[hist.CellDiff]:
+        """Per-cell changes from version ``a`` to version ``b`` (``None``: the current state)."""
+        before = self.at(a)
+        after = self.cells if b is None else self.at(b)
+        return hist.diff_cells(before, after)
+
+    def restore(self, version: str | hist.Version) -> str:
+        """Make ``version`` current again **as a new change** that every view receives, the
+        lake stores, and that can itself be undone or restored away. Returns the new
+        version's id. Raises :class:`ValidationError` for an unknown version."""
+        frontiers = hist.parse_version(self._doc, version)
+        vid = version.id if isinstance(version, hist.Version) else version
+        with self._editing():
+            self._doc.commit()  # the restore must be a change of its own
+            hist.restore(self._doc, frontiers)
+            self._doc.set_next_commit_message(
+                nb.change_message(self.author or "python", f"restored version {vid}")
+            )
+        return self.version
+
+    def tag(self, name: str, version: str | hist.Version | None = None) -> str:
+        """Name a version (``None``: the current one) and return its id.
+
+        Tag names follow the room-id rule (1-128 of ``[A-Za-z0-9_.-]``) and never move: a name
+        already used on this branch raises :class:`ValidationError`.
+        """
+        validate_room_id(name, "tag name")
+        if version is None:
+            vid = self.version
+        else:
+            vid = version.id if isinstance(version, hist.Version) else version
+            hist.parse_version(self._doc, vid)
+        add_tag(self._lake, self.room_id, self.branch, name, vid, self.author)
+        return vid
+
+    def tags(self) -> list[Tag]:
+        """Named versions of this branch, newest first (:class:`~sqlrooms_nb.store.Tag`)."""
+        return list_tags(self._lake, self.room_id, self.branch)
+
     # --- storage -------------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = 60) -> None:
@@ -373,7 +463,12 @@ class SqlRoom:
         if self._closed:
             raise ClosedError("this room was closed; re-run the cell that opens it")
         if isinstance(message, p.Hello):
-            return [*self._hub.handle(message), *self._results.values()]
+            snapshot = self._presence.snapshot()
+            presence = [p.ServerAwareness(origin=None, update=snapshot)] if snapshot else []
+            return [*self._hub.handle(message), *presence, *self._results.values()]
+        if isinstance(message, p.ClientAwareness):
+            self._presence.apply(message.view, message.update)  # raises ProtocolError
+            return [p.ServerAwareness(origin=message.view, update=message.update)]
         if isinstance(message, p.ClientUpdate):
             with self._lock:
                 return self._hub.handle(message)

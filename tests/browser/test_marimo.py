@@ -9,6 +9,7 @@ to the kernel.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 import pytest
@@ -183,3 +184,37 @@ def test_everything_is_back_after_a_server_restart_and_reload(marimo_demo, open_
         page.wait_ready(cells=len(before))
     after = same_everywhere(a, b, "both pages to agree after the restart")
     assert after == before
+
+
+def test_presence_shows_both_pages_and_a_caret_in_the_same_cell(marimo_demo, open_page, artifact):
+    a, b = two_pages(open_page, marimo_demo)
+    start = time.monotonic()
+    for page in (a, b):
+        wait_for(
+            f"two entries in {page.name}'s presence",
+            lambda page=page: page.presence(),
+            lambda peers: len(peers) == 2 and sum(p["self"] for p in peers) == 1,
+        )
+    appeared_s = time.monotonic() - start
+    a_name = next(p["name"] for p in a.presence() if p["self"])
+    assert a_name in [p["name"] for p in b.presence() if not p["self"]]
+
+    cell_id = a.ids()[1]
+    a.cell(cell_id).locator("[data-testid=snb-cell-editor] .cm-content").click()
+    a.page.keyboard.press("Control+Home")
+    a.page.keyboard.press("Shift+End")  # select the first line: a caret and a selection
+    start = time.monotonic()
+    carets = b.cell(cell_id).locator(".snb-remote-caret")
+    wait_for("page A's caret in page B's cell", carets.count, lambda n: n == 1)
+    caret_s = time.monotonic() - start
+    assert carets.first.get_attribute("title") == a_name
+    wait_for(
+        "page A's selection in page B",
+        b.cell(cell_id).locator(".snb-remote-selection").count,
+        lambda n: n >= 1,
+    )
+    for other in b.ids():
+        if other != cell_id:
+            assert b.cell(other).locator(".snb-remote-caret").count() == 0
+    b.root.first.screenshot(path=artifact("page-B-presence.png"))
+    print(f"presence in both pages after {appeared_s:.2f} s; caret in page B after {caret_s:.2f} s")

@@ -136,6 +136,16 @@ class WidgetPage:
     def text_of(self, cell_id: str) -> str | None:
         return next((c.text for c in self.cells() if c.id == cell_id), None)
 
+    def presence(self) -> list[dict[str, Any]]:
+        """The toolbar's who-is-here entries: ``{"view", "name", "title", "self"}``, in order."""
+        peers: list[dict[str, Any]] = self.root.first.locator(
+            "[data-testid=snb-presence] > *"
+        ).evaluate_all(
+            "(els) => els.map((e) => ({view: e.dataset.view, name: e.dataset.name,"
+            " title: e.title, self: e.dataset.self === 'true'}))"
+        )
+        return peers
+
     def status(self) -> str:
         return self.root.locator("[data-testid=snb-status]").first.inner_text()
 
