@@ -8,6 +8,7 @@
   (batched updates + change rows, snapshots), driven by a :class:`FlushPolicy`.
 - :mod:`.recovery` — :func:`recover`: latest snapshot + later updates into a document.
 - :mod:`.tags` — named versions of a room's branch (:class:`Tag`).
+- :mod:`.timeline` — DuckLake's own timeline: which lake snapshots saved a room's rows.
 
 Nothing here knows about widgets or views.
 """
@@ -17,11 +18,13 @@ from .lake import Lake, StoredRoom, retrying
 from .persister import FlushPolicy, Persister
 from .recovery import recover
 from .tags import Tag, add_tag, list_tags
+from .timeline import SavedVersion, saved_versions
 
 __all__ = [
     "FlushPolicy",
     "Lake",
     "Persister",
+    "SavedVersion",
     "StoredRoom",
     "Tag",
     "add_tag",
@@ -29,4 +32,5 @@ __all__ = [
     "list_tags",
     "recover",
     "retrying",
+    "saved_versions",
 ]

@@ -322,14 +322,19 @@ class Lake:
 
     # --- reads ---------------------------------------------------------------------------------
 
-    def load(self, room: str, branch: str) -> StoredRoom:
+    def load(self, room: str, branch: str, *, at_snapshot: int | None = None) -> StoredRoom:
         """The latest snapshot and the later updates of ``room``/``branch`` (one consistent read).
 
-        Returns an empty :class:`StoredRoom` (no snapshot, no updates, ``last_seq`` 0) for a room
-        never written. Raises :class:`StorageError` if the lake cannot be read. Runs on the
-        calling thread with its own cursor.
+        ``at_snapshot`` reads the tables as they were at that DuckLake snapshot id (time
+        travel, ``AT (VERSION => n)``) instead of now. Returns an empty :class:`StoredRoom` (no
+        snapshot, no updates, ``last_seq`` 0) for a room never written. Raises
+        :class:`StorageError` if the lake cannot be read (or has no such snapshot). Runs on
+        the calling thread with its own cursor.
         """
         updates, snapshots = self.table("updates"), self.table("snapshots")
+        if at_snapshot is not None:
+            travel = f" AT (VERSION => {int(at_snapshot)})"
+            updates, snapshots = updates + travel, snapshots + travel
 
         def read() -> StoredRoom:
             cur = self.cursor()

@@ -13,7 +13,15 @@ from .lake import Lake
 LOG = logging.getLogger("sqlrooms_nb")
 
 
-def recover(lake: Lake, room: str, branch: str, doc: LoroDoc, *, warm: bool = True) -> int:
+def recover(
+    lake: Lake,
+    room: str,
+    branch: str,
+    doc: LoroDoc,
+    *,
+    warm: bool = True,
+    at_snapshot: int | None = None,
+) -> int:
     """Load ``room``/``branch`` from ``lake`` into ``doc`` and return the last seq stored.
 
     ``doc`` should be empty (a fresh :func:`sqlrooms_nb.notebook.new_doc`); importing into a
@@ -22,14 +30,15 @@ def recover(lake: Lake, room: str, branch: str, doc: LoroDoc, *, warm: bool = Tr
     room never written): pass it to the persister as ``start_seq``.
 
     With ``warm`` (default) and a snapshot loaded, a daemon thread then pays Loro's lazy history
-    decode (~240 ms per 100k ops) off the request path.
+    decode (~240 ms per 100k ops) off the request path. ``at_snapshot`` recovers the room as
+    the lake held it at that DuckLake snapshot id (see :meth:`Lake.load`).
 
     Raises :class:`~sqlrooms_nb.errors.StorageError` if the lake cannot be read, and
     :class:`~sqlrooms_nb.errors.RecoveryError` (naming the snapshot or update row) if Loro
     refuses a stored blob or the stored updates leave a gap (changes whose dependencies are
     missing). Runs on the calling thread.
     """
-    stored = lake.load(room, branch)
+    stored = lake.load(room, branch, at_snapshot=at_snapshot)
     where = f"room {room!r} branch {branch!r} in {lake.location}"
     if stored.snapshot is not None:
         try:
