@@ -15,12 +15,14 @@ import {
   type ClientMessage,
   type RequestId,
   type ServerMessage,
+  type VersionId,
   type ViewId,
 } from "./protocol";
 
 const view = "view_1" as ViewId;
 const id = "req-1" as RequestId;
 const cell = "abcDEF123_-x" as CellId;
+const version = "AQKQTg" as VersionId;
 const bytes = (...xs: number[]) => new Uint8Array(xs);
 /** What anywidget gives the browser: DataViews, here over a larger buffer at an offset. */
 const asDataViews = (buffers: Uint8Array[]) =>
@@ -55,6 +57,11 @@ describe("protocol", () => {
       { kind: "run", view, id, cell },
       { kind: "ping", view, id },
       { kind: "awareness", view, update: bytes(1, 2) },
+      { kind: "history", view, id },
+      { kind: "history", view, id, offset: 50, limit: 200 },
+      { kind: "preview", view, id, version },
+      { kind: "restore", view, id, version },
+      { kind: "restore", view, id, version, author: "Ana" },
     ];
     for (const message of messages) {
       const wire = encodeClient(message);
@@ -106,6 +113,40 @@ describe("protocol", () => {
       { kind: "pong", to: view, id },
       { kind: "awareness", origin: view, update: bytes(4, 5) },
       { kind: "awareness", origin: null, update: bytes(6) },
+      {
+        kind: "history",
+        to: view,
+        id,
+        offset: 0,
+        versions: [
+          {
+            id: version,
+            time: "2024-05-01T10:00:00+00:00",
+            start: "2024-05-01T09:58:00+00:00",
+            author: "ana",
+            summary: "ana edited 1 cell (+3 -0 chars)",
+            cells: ["c1"],
+            added: 3,
+            removed: 0,
+            changes: 2,
+          },
+        ],
+        more: true,
+        tags: [{ name: "v1", version }],
+        current: version,
+      },
+      {
+        kind: "preview",
+        to: view,
+        id,
+        version,
+        cells: [{ id: cell, kind: "sql", name: "q1", source: "select 1" }],
+        diff: [
+          { id: cell, name: "q1", status: "changed", index_a: 0, index_b: 1, diff: "-select 1\n+select 2" },
+          { id: cell, name: "q2", status: "added", index_a: null, index_b: 0, diff: "" },
+        ],
+      },
+      { kind: "restored", to: view, id, version, current: version },
     ];
     for (const message of messages) {
       const wire = encodeServer(message);
@@ -147,6 +188,15 @@ describe("protocol", () => {
     assert.throws(() => decodeClient({ kind: "update", view }, []), ProtocolError);
     assert.throws(() => decodeClient({ kind: "awareness", view }, []), ProtocolError);
     assert.throws(() => decodeServer({ kind: "awareness", origin: null }, []), ProtocolError);
+    assert.throws(() => decodeServer({ kind: "history", to: view, id, offset: 0, versions: {}, more: false, tags: [], current: "x" }, []), ProtocolError);
+    assert.throws(() => decodeServer({ kind: "history", to: view, id, offset: 0, versions: [], more: "no", tags: [], current: "x" }, []), ProtocolError);
+    assert.throws(
+      () => decodeServer({ kind: "preview", to: view, id, version, cells: [], diff: [{ id: "c", name: "n", status: "exploded", index_a: 0, index_b: 0, diff: "" }] }, []),
+      ProtocolError,
+    );
+    assert.throws(() => decodeServer({ kind: "restored", to: view, id }, []), ProtocolError);
+    assert.throws(() => decodeClient({ kind: "history", view, id, limit: 0 }, []), ProtocolError);
+    assert.throws(() => decodeClient({ kind: "history", view, id, offset: -1 }, []), ProtocolError);
   });
 
   it("makes URL-safe random ids of 12 characters", () => {

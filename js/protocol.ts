@@ -11,8 +11,8 @@
  * view's id, and the others ignore it (see {@link isForView}).
  */
 
-export const CLIENT_KINDS = ["hello", "update", "run", "ping", "awareness"] as const;
-export const SERVER_KINDS = ["welcome", "update", "saved", "run_started", "result", "error", "pong", "awareness"] as const;
+export const CLIENT_KINDS = ["hello", "update", "run", "ping", "awareness", "history", "preview", "restore"] as const;
+export const SERVER_KINDS = ["welcome", "update", "saved", "run_started", "result", "error", "pong", "awareness", "history", "preview", "restored"] as const;
 
 /** Bumped with `PROTOCOL_VERSION` in protocol.py whenever a message changes shape. */
 export const PROTOCOL_VERSION = 1;
@@ -28,6 +28,8 @@ export type ViewId = string & { readonly __brand: "ViewId" };
 export type RequestId = string & { readonly __brand: "RequestId" };
 /** A cell's stable id, `[A-Za-z0-9_-]{1,64}`. */
 export type CellId = string & { readonly __brand: "CellId" };
+/** A version id: URL-safe base64 (unpadded) of encoded Loro frontiers. */
+export type VersionId = string & { readonly __brand: "VersionId" };
 
 // --- client messages (view -> kernel) --------------------------------------------------------
 
@@ -68,7 +70,33 @@ export interface ClientAwareness {
   update: Uint8Array;
 }
 
-export type ClientMessage = Hello | ClientUpdate | Run | Ping | ClientAwareness;
+/** Ask for edit sessions newest first, skipping `offset` (>= 0) and at most `limit` (1-200). */
+export interface HistoryRequest {
+  kind: "history";
+  view: ViewId;
+  id: RequestId;
+  offset?: number;
+  limit?: number;
+}
+
+/** Ask for the cells at `version` and their diff against the current state. */
+export interface PreviewRequest {
+  kind: "preview";
+  view: ViewId;
+  id: RequestId;
+  version: VersionId;
+}
+
+/** Make `version` current again as a new change; `author` (optional) is who restores. */
+export interface RestoreRequest {
+  kind: "restore";
+  view: ViewId;
+  id: RequestId;
+  version: VersionId;
+  author?: string;
+}
+
+export type ClientMessage = Hello | ClientUpdate | Run | Ping | ClientAwareness | HistoryRequest | PreviewRequest | RestoreRequest;
 
 // --- server messages (kernel -> views) -------------------------------------------------------
 
@@ -156,7 +184,89 @@ export interface ServerAwareness {
   update: Uint8Array;
 }
 
-export type ServerMessage = Welcome | ServerUpdate | Saved | RunStarted | Result | ErrorMessage | Pong | ServerAwareness;
+/** One edit session (times ISO 8601 UTC; `added` / `removed` in code points). */
+export interface VersionInfo {
+  id: VersionId;
+  time: string;
+  start: string;
+  author: string;
+  summary: string;
+  cells: string[];
+  added: number;
+  removed: number;
+  changes: number;
+}
+
+/** A named version. */
+export interface TagInfo {
+  name: string;
+  version: VersionId;
+}
+
+/** Answer to `history`: one page of sessions, newest first; `more`: older ones exist. */
+export interface HistoryReply {
+  kind: "history";
+  to: ViewId;
+  id: RequestId;
+  offset: number;
+  versions: VersionInfo[];
+  more: boolean;
+  tags: TagInfo[];
+  current: VersionId;
+}
+
+/** A cell as it was at a version. */
+export interface PreviewCell {
+  id: CellId;
+  kind: string;
+  name: string;
+  source: string;
+}
+
+export type DiffStatus = "added" | "removed" | "moved" | "changed";
+
+/** How a cell changed from the previewed version to now (0-based indexes, null where absent). */
+export interface PreviewDiff {
+  id: CellId;
+  name: string;
+  status: DiffStatus;
+  index_a: number | null;
+  index_b: number | null;
+  /** Unified diff of the source, "" when equal. */
+  diff: string;
+}
+
+/** Answer to `preview`. */
+export interface PreviewReply {
+  kind: "preview";
+  to: ViewId;
+  id: RequestId;
+  version: VersionId;
+  cells: PreviewCell[];
+  diff: PreviewDiff[];
+}
+
+/** Answer to `restore`: `current` is the version after the restore. */
+export interface Restored {
+  kind: "restored";
+  to: ViewId;
+  id: RequestId;
+  version: VersionId;
+  current: VersionId;
+}
+
+export type ServerMessage =
+  | Welcome
+  | ServerUpdate
+  | Saved
+  | RunStarted
+  | Result
+  | ErrorMessage
+  | Pong
+  | ServerAwareness
+  | HistoryReply
+  | PreviewReply
+  | Restored;
 
 /** What anywidget hands over: JSON content plus binary buffers. */
 export interface Wire {
@@ -223,6 +333,19 @@ export function encodeClient(message: ClientMessage): Wire {
       return { content: { kind: "ping", view: message.view, id: message.id }, buffers: [] };
     case "awareness":
       return { content: { kind: "awareness", view: message.view }, buffers: [tightBytes(message.update)] };
+    case "history": {
+      const content: Record<string, unknown> = { kind: "history", view: message.view, id: message.id };
+      if (message.offset !== undefined) content["offset"] = message.offset;
+      if (message.limit !== undefined) content["limit"] = message.limit;
+      return { content, buffers: [] };
+    }
+    case "preview":
+      return { content: { kind: "preview", view: message.view, id: message.id, version: message.version }, buffers: [] };
+    case "restore": {
+      const content: Record<string, unknown> = { kind: "restore", view: message.view, id: message.id, version: message.version };
+      if (message.author) content["author"] = message.author;
+      return { content, buffers: [] };
+    }
     default:
       assertNever(message);
       throw new ProtocolError(`cannot encode a message of kind ${String((message as { kind?: unknown }).kind)}`);
@@ -272,6 +395,60 @@ function columns(content: Record<string, unknown>): Column[] {
     const col = c as Record<string, unknown>;
     return { name: str(col, "name"), type: str(col, "type") };
   });
+}
+
+function bool(content: Record<string, unknown>, name: string): boolean {
+  const value = content[name];
+  if (typeof value !== "boolean") throw new ProtocolError(`field ${name} must be a boolean, got ${typeof value}`);
+  return value;
+}
+
+function list(content: Record<string, unknown>, name: string): Record<string, unknown>[] {
+  const value = content[name];
+  if (!Array.isArray(value)) throw new ProtocolError(`field ${name} must be a list`);
+  return value.map((item: unknown) => {
+    if (typeof item !== "object" || item === null || Array.isArray(item)) {
+      throw new ProtocolError(`each item of ${name} must be an object`);
+    }
+    return item as Record<string, unknown>;
+  });
+}
+
+function nullableNum(content: Record<string, unknown>, name: string): number | null {
+  return optNum(content, name) ?? null;
+}
+
+const DIFF_STATUSES: readonly DiffStatus[] = ["added", "removed", "moved", "changed"];
+
+function versionInfo(v: Record<string, unknown>): VersionInfo {
+  const cells = v["cells"];
+  if (!Array.isArray(cells) || !cells.every((c) => typeof c === "string")) {
+    throw new ProtocolError("field cells must be a list of strings");
+  }
+  return {
+    id: str(v, "id") as VersionId,
+    time: str(v, "time"),
+    start: str(v, "start"),
+    author: str(v, "author"),
+    summary: str(v, "summary"),
+    cells: cells as string[],
+    added: num(v, "added"),
+    removed: num(v, "removed"),
+    changes: num(v, "changes"),
+  };
+}
+
+function previewDiff(d: Record<string, unknown>): PreviewDiff {
+  const status = str(d, "status");
+  if (!(DIFF_STATUSES as readonly string[]).includes(status)) throw new ProtocolError(`unknown diff status ${status}`);
+  return {
+    id: str(d, "id") as CellId,
+    name: str(d, "name"),
+    status: status as DiffStatus,
+    index_a: nullableNum(d, "index_a"),
+    index_b: nullableNum(d, "index_b"),
+    diff: str(d, "diff"),
+  };
 }
 
 function isServerKind(kind: unknown): kind is ServerKind {
@@ -349,6 +526,34 @@ export function decodeServer(content: unknown, rawBuffers: readonly RawBuffer[] 
       return { kind, to: str(c, "to") as ViewId, id: str(c, "id") as RequestId };
     case "awareness":
       return { kind, origin: (optStr(c, "origin") ?? null) as ViewId | null, update: buffer(buffers, 0, "awareness update") };
+    case "history":
+      return {
+        kind,
+        to: str(c, "to") as ViewId,
+        id: str(c, "id") as RequestId,
+        offset: num(c, "offset"),
+        versions: list(c, "versions").map(versionInfo),
+        more: bool(c, "more"),
+        tags: list(c, "tags").map((t) => ({ name: str(t, "name"), version: str(t, "version") as VersionId })),
+        current: str(c, "current") as VersionId,
+      };
+    case "preview":
+      return {
+        kind,
+        to: str(c, "to") as ViewId,
+        id: str(c, "id") as RequestId,
+        version: str(c, "version") as VersionId,
+        cells: list(c, "cells").map((x) => ({ id: str(x, "id") as CellId, kind: str(x, "kind"), name: str(x, "name"), source: str(x, "source") })),
+        diff: list(c, "diff").map(previewDiff),
+      };
+    case "restored":
+      return {
+        kind,
+        to: str(c, "to") as ViewId,
+        id: str(c, "id") as RequestId,
+        version: str(c, "version") as VersionId,
+        current: str(c, "current") as VersionId,
+      };
     default:
       assertNever(kind, kind);
       return null;
@@ -396,6 +601,13 @@ export function encodeServer(message: ServerMessage): Wire {
       return { content: { kind: "pong", to: message.to, id: message.id }, buffers: [] };
     case "awareness":
       return { content: { kind: "awareness", origin: message.origin }, buffers: [message.update] };
+    case "history":
+    case "preview":
+    case "restored": {
+      // Plain JSON, the shape protocol.py writes (nested objects copied as they are).
+      const content: Record<string, unknown> = { ...message };
+      return { content: JSON.parse(JSON.stringify(content)) as Record<string, unknown>, buffers: [] };
+    }
     default:
       assertNever(message);
       throw new ProtocolError("cannot encode an unknown server message");
@@ -431,6 +643,28 @@ export function decodeClient(content: unknown, rawBuffers: readonly RawBuffer[] 
         throw new ProtocolError("awareness needs exactly one non-empty buffer");
       }
       return { kind: k, view, update: buffer(buffers, 0, "awareness update") };
+    case "history": {
+      const message: HistoryRequest = { kind: k, view, id: str(c, "id") as RequestId };
+      const offset = optNum(c, "offset");
+      const limit = optNum(c, "limit");
+      if (offset !== undefined) {
+        if (!Number.isInteger(offset) || offset < 0) throw new ProtocolError("offset must be an integer >= 0");
+        message.offset = offset;
+      }
+      if (limit !== undefined) {
+        if (!Number.isInteger(limit) || limit < 1 || limit > 200) throw new ProtocolError("limit must be an integer from 1 to 200");
+        message.limit = limit;
+      }
+      return message;
+    }
+    case "preview":
+      return { kind: k, view, id: str(c, "id") as RequestId, version: str(c, "version") as VersionId };
+    case "restore": {
+      const message: RestoreRequest = { kind: k, view, id: str(c, "id") as RequestId, version: str(c, "version") as VersionId };
+      const author = optStr(c, "author");
+      if (author) message.author = author;
+      return message;
+    }
     default:
       assertNever(k, k);
       throw new ProtocolError(`unknown message kind ${String(kind)}`);

@@ -30,12 +30,16 @@ import {
   type CellId,
   type ClientMessage,
   type ErrorMessage,
+  type HistoryReply,
+  type PreviewReply,
   type RawBuffer,
   type RequestId,
+  type Restored,
   type Result,
   type RunStarted,
   type ServerAwareness,
   type ServerMessage,
+  type VersionId,
   type ViewId,
   type Welcome,
 } from "./protocol";
@@ -87,6 +91,10 @@ export interface SyncEvents {
   error: ErrorMessage;
   /** Presence from other views (or everyone's, after a welcome); see presence.ts. */
   awareness: ServerAwareness;
+  /** Replies to this view's `history` / `preview` / `restore` requests. */
+  history: HistoryReply;
+  preview: PreviewReply;
+  restored: Restored;
 }
 
 type Listener<T> = (value: T) => void;
@@ -250,6 +258,34 @@ export class SyncClient {
     return id;
   }
 
+  /** Ask for one page of edit sessions (newest first); the reply comes as a `history` event. */
+  history(offset = 0, limit = 50): RequestId {
+    const id = randomId() as RequestId;
+    this.send({ kind: "history", view: this.viewId, id, offset, limit });
+    return id;
+  }
+
+  /** Ask for the notebook at `version` and its diff to now; the reply is a `preview` event. */
+  preview(version: VersionId): RequestId {
+    const id = randomId() as RequestId;
+    this.send({ kind: "preview", view: this.viewId, id, version });
+    return id;
+  }
+
+  /**
+   * Ask the kernel to make `version` current as a new change (it reaches every view as an
+   * update); pending local updates go first. `author` (default: this client's) is who restores,
+   * for the history. The reply is a `restored` event.
+   */
+  restore(version: VersionId, author: string = this.author): RequestId {
+    this.flush();
+    const id = randomId() as RequestId;
+    const message: ClientMessage = { kind: "restore", view: this.viewId, id, version };
+    if (author) message.author = author.slice(0, 64);
+    this.send(message);
+    return id;
+  }
+
   /** Send this view's presence (one encoded EphemeralStore update) to the kernel. */
   sendAwareness(update: Uint8Array): void {
     this.send({ kind: "awareness", view: this.viewId, update });
@@ -376,6 +412,15 @@ export class SyncClient {
         break;
       case "awareness":
         this.emit("awareness", message);
+        break;
+      case "history":
+        this.emit("history", message);
+        break;
+      case "preview":
+        this.emit("preview", message);
+        break;
+      case "restored":
+        this.emit("restored", message);
         break;
       default:
         assertNever(message);

@@ -10,12 +10,15 @@
  * in presence, else a per-browser name kept in localStorage).
  */
 import "./widget.css";
-import { LOG_PREFIX, type ErrorMessage, type RawBuffer } from "./protocol";
+import { decodeFrontiers } from "loro-crdt";
+import { fromBase64Url } from "./history";
+import { LOG_PREFIX, type ErrorMessage, type RawBuffer, type RequestId, type VersionId, type VersionInfo } from "./protocol";
 import { Presence } from "./presence";
 import { SyncClient } from "./sync";
 import { CellList, type CellOutcome } from "./ui/cells";
 import { h } from "./ui/dom";
 import { UndoScopes } from "./ui/editor";
+import { CLOCK_ICON, HistoryPanel, PreviewView } from "./ui/history";
 import { PresenceBar, displayName } from "./ui/presence";
 import { StatusBadge } from "./ui/status";
 
@@ -94,11 +97,61 @@ function render({ model, el }: RenderProps): () => void {
     "+ SQL cell",
   );
   addButton.addEventListener("click", () => cells.addCell(), { signal });
+
+  // --- history panel and preview (the live cells are hidden, never rebuilt, while previewing)
+  const frontiersOf = (v: VersionId) => decodeFrontiers(fromBase64Url(v));
+  const history = new HistoryPanel({
+    source: sync,
+    signal,
+    presence,
+    compare: (a, b) => sync.doc.cmpFrontiers(frontiersOf(a), frontiersOf(b)),
+    onPick: (v) => openPreview(v),
+  });
+  const historyButton = h("button", {
+    type: "button",
+    class: "snb-btn snb-history-toggle",
+    testid: "snb-history-toggle",
+    title: "History: edit sessions, preview and restore",
+    "aria-pressed": "false",
+  });
+  historyButton.innerHTML = CLOCK_ICON;
+  historyButton.append(h("span", {}, "History"));
+  historyButton.addEventListener("click", () => {
+    const open = history.toggle();
+    historyButton.setAttribute("aria-pressed", String(open));
+    historyButton.classList.toggle("snb-active", open);
+  }, { signal });
+  const previewHost = h("div", { class: "snb-preview-host" });
+  const footer = h("div", { class: "snb-footer" }, addButton);
+  let previewing: { id: RequestId; version: VersionInfo } | null = null;
+  let previewAbort: AbortController | null = null;
+
+  function openPreview(version: VersionInfo): void {
+    previewing = { id: sync.preview(version.id), version };
+    history.select(version.id);
+    previewHost.classList.add("snb-loading");
+  }
+
+  function exitPreview(): void {
+    previewing = null;
+    previewAbort?.abort();
+    previewAbort = null;
+    previewHost.replaceChildren();
+    previewHost.classList.remove("snb-loading");
+    cells.el.hidden = false;
+    footer.hidden = false;
+    history.select(null);
+    cells.schedule();
+    cells.syncRoots();
+  }
+
   const root = h("div", { class: "snb-root", testid: "snb-root", "data-view": sync.viewId },
-    h("div", { class: "snb-toolbar" }, room, branch, h("span", { class: "snb-spacer" }), presenceBar.el, status.el),
+    h("div", { class: "snb-toolbar" }, room, branch, historyButton, h("span", { class: "snb-spacer" }), presenceBar.el, status.el),
+    history.el,
     banner.el,
+    previewHost,
     cells.el,
-    h("div", { class: "snb-footer" }, addButton),
+    footer,
   );
   el.append(root);
 
@@ -116,7 +169,31 @@ function render({ model, el }: RenderProps): () => void {
   };
   cleanups.push(
     sync.on("status", (s) => status.set(s)),
-    sync.on("change", () => cells.schedule()),
+    sync.on("change", () => {
+      cells.schedule();
+      history.docChanged();
+    }),
+    sync.on("history", (m) => history.onReply(m)),
+    sync.on("preview", (m) => {
+      if (previewing?.id !== m.id) return; // a newer pick, or the preview was left meanwhile
+      previewAbort?.abort();
+      previewAbort = new AbortController();
+      const view = new PreviewView({
+        reply: m,
+        version: history.find(m.version) ?? previewing.version,
+        signal: previewAbort.signal,
+        onRestore: () => {
+          sync.restore(m.version, presence.name);
+          exitPreview();
+        },
+        onExit: () => exitPreview(),
+      });
+      previewHost.classList.remove("snb-loading");
+      previewHost.replaceChildren(view.el);
+      cells.el.hidden = true;
+      footer.hidden = true;
+    }),
+    sync.on("restored", () => history.docChanged()),
     sync.on("awareness", (m) => presence.apply(m)),
     sync.on("welcome", (w) => {
       presence.onWelcome();
@@ -129,6 +206,11 @@ function render({ model, el }: RenderProps): () => void {
     sync.on("error", (m: ErrorMessage) => {
       if (m.cell !== undefined) finish(m.cell, { running: false, error: m });
       else banner.show(m.message, m.code);
+      if (previewing && m.id === previewing.id) {
+        previewing = null;
+        previewHost.classList.remove("snb-loading");
+        history.select(null);
+      }
     }),
   );
 
@@ -143,6 +225,7 @@ function render({ model, el }: RenderProps): () => void {
     if (cleaned) return;
     cleaned = true;
     controller.abort();
+    previewAbort?.abort();
     for (const cleanup of cleanups.splice(0)) {
       try {
         cleanup();

@@ -222,3 +222,28 @@ def test_sql_cells_can_query_the_rooms_own_history(lake):
         other.flush()
         # the views now follow the room opened last: the other room's history is not in them
         assert con.sql("select count(*) from sqlrooms_history.changes").fetchone() == (1,)
+
+
+def test_ducklakes_own_timeline_lists_saves_and_travels_back(lake):
+    with snb.SqlRoom("timeline", lake=lake) as room:
+        a = room.add_cell("select 1", name="a")
+        room.flush()
+        first = room.saved_versions()
+        room.update_cell(a, source="select 2")
+        room.add_cell("select 3", name="b")
+        room.flush()
+        saved = room.saved_versions()
+        assert len(saved) > len(first) >= 1
+        assert [s.snapshot_id for s in saved] == sorted(
+            (s.snapshot_id for s in saved), reverse=True
+        )
+        assert {s.kind for s in saved} == {"updates"}
+        assert [(c.name, c.source) for c in room.at_saved(first[0].snapshot_id)] == [
+            ("a", "select 1")
+        ]
+        assert [c.name for c in room.at_saved(saved[0].snapshot_id)] == ["a", "b"]
+        assert [c.source for c in room.cells] == ["select 2", "select 3"]  # untouched
+        with pytest.raises(snb.errors.StorageError):
+            room.at_saved(10**9)
+    with snb.SqlRoom("timeline", lake=lake) as again:  # close wrote a snapshot row
+        assert again.saved_versions()[0].kind == "snapshot"

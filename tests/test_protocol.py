@@ -46,11 +46,98 @@ def test_run_and_ping_carry_request_ids():
         ({"kind": "awareness", "view": "v"}, [], "exactly one non-empty buffer"),
         ({"kind": "awareness", "view": "v"}, [b"a", b"b"], "exactly one non-empty buffer"),
         ({"kind": "awareness", "view": "v"}, [b""], "exactly one non-empty buffer"),
+        ({"kind": "history", "view": "v"}, [], "'id'"),
+        ({"kind": "history", "view": "v", "id": "r", "offset": -1}, [], "'offset'"),
+        ({"kind": "history", "view": "v", "id": "r", "offset": "3"}, [], "'offset'"),
+        ({"kind": "history", "view": "v", "id": "r", "limit": 0}, [], "'limit'"),
+        ({"kind": "history", "view": "v", "id": "r", "limit": 201}, [], "'limit'"),
+        ({"kind": "history", "view": "v", "id": "r", "limit": True}, [], "'limit'"),
+        ({"kind": "history", "view": "v", "id": "r", "limit": 2.5}, [], "'limit'"),
+        ({"kind": "preview", "view": "v", "id": "r"}, [], "'version'"),
+        ({"kind": "preview", "view": "v", "id": "r", "version": "a b"}, [], "'version'"),
+        ({"kind": "restore", "view": "v", "id": "r", "version": 7}, [], "'version'"),
+        ({"kind": "restore", "view": "v", "id": "r", "version": "x", "author": 3}, [], "'author'"),
+        (
+            {"kind": "restore", "view": "v", "id": "r", "version": "x", "author": "a\nb"},
+            [],
+            "'author'",
+        ),
     ],
 )
 def test_malformed_client_messages_raise_protocol_errors(content, buffers, fragment):
     with pytest.raises(ProtocolError, match=re.escape(fragment)):
         p.decode_client(content, buffers)
+
+
+def test_history_preview_and_restore_requests_decode_with_defaults():
+    assert p.decode_client({"kind": "history", "view": "v", "id": "r"}, []) == p.HistoryRequest(
+        view=p.ViewId("v"), id=p.RequestId("r"), offset=0, limit=p.HISTORY_PAGE
+    )
+    paged = p.decode_client(
+        {"kind": "history", "view": "v", "id": "r", "offset": 50, "limit": 200}, []
+    )
+    assert paged == p.HistoryRequest(view=p.ViewId("v"), id=p.RequestId("r"), offset=50, limit=200)
+    assert p.decode_client(
+        {"kind": "preview", "view": "v", "id": "r", "version": "AQI-_x"}, []
+    ) == p.PreviewRequest(view=p.ViewId("v"), id=p.RequestId("r"), version="AQI-_x")
+    assert p.decode_client(
+        {"kind": "restore", "view": "v", "id": "r", "version": "AQI", "author": "Ana"}, []
+    ) == p.RestoreRequest(view=p.ViewId("v"), id=p.RequestId("r"), version="AQI", author="Ana")
+    bare = p.decode_client({"kind": "restore", "view": "v", "id": "r", "version": "AQI"}, [])
+    assert isinstance(bare, p.RestoreRequest) and bare.author == ""
+
+
+def test_history_preview_and_restored_replies_are_plain_json():
+    history = p.encode_server(
+        p.History(
+            to=p.ViewId("v"),
+            id=p.RequestId("r"),
+            offset=0,
+            versions=(
+                p.VersionInfo(
+                    "AQI",
+                    "2024-01-01T00:00:00+00:00",
+                    "2024-01-01T00:00:00+00:00",
+                    "ana",
+                    "ana edited 1 cell (+3 -0 chars)",
+                    ("c1",),
+                    3,
+                    0,
+                    2,
+                ),
+            ),
+            more=True,
+            tags=(p.TagInfo("v1", "AQI"),),
+            current="AQM",
+        )
+    )
+    assert history.buffers == []
+    assert history.content["versions"][0]["cells"] == ["c1"]
+    assert history.content["tags"] == [{"name": "v1", "version": "AQI"}]
+    assert (history.content["more"], history.content["current"]) == (True, "AQM")
+    preview = p.encode_server(
+        p.Preview(
+            to=p.ViewId("v"),
+            id=p.RequestId("r"),
+            version="AQI",
+            cells=(p.PreviewCell("c1", "sql", "q1", "select 1"),),
+            diff=(p.PreviewDiff("c1", "q1", "changed", 0, 0, "-select 1\n+select 2"),),
+        )
+    )
+    assert preview.content["cells"] == [
+        {"id": "c1", "kind": "sql", "name": "q1", "source": "select 1"}
+    ]
+    assert preview.content["diff"][0]["status"] == "changed"
+    restored = p.encode_server(
+        p.Restored(to=p.ViewId("v"), id=p.RequestId("r"), version="AQI", current="AQQ")
+    )
+    assert restored.content == {
+        "kind": "restored",
+        "to": "v",
+        "id": "r",
+        "version": "AQI",
+        "current": "AQQ",
+    }
 
 
 def test_oversized_updates_are_refused(monkeypatch):
@@ -126,6 +213,17 @@ def test_every_server_message_type_encodes_to_its_kind():
         p.Error(code="x", message="y"),
         p.Pong(to=p.ViewId("v"), id=p.RequestId("r")),
         p.ServerAwareness(origin=None, update=b"a"),
+        p.History(
+            to=p.ViewId("v"),
+            id=p.RequestId("r"),
+            offset=0,
+            versions=(),
+            more=False,
+            tags=(),
+            current="",
+        ),
+        p.Preview(to=p.ViewId("v"), id=p.RequestId("r"), version="AQI", cells=(), diff=()),
+        p.Restored(to=p.ViewId("v"), id=p.RequestId("r"), version="AQI", current="AQM"),
     ]
     assert sorted(p.encode_server(m).content["kind"] for m in samples) == sorted(p.SERVER_KINDS)
 

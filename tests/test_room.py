@@ -317,3 +317,164 @@ def test_sigterm_flushes_and_snapshots_before_the_process_ends(lake):
             f"SELECT count(*) FROM {again._lake.table('snapshots')} WHERE room = 'term'"
         ).fetchone()
         assert snapshots == (1,)
+
+
+# --- history over the wire ----------------------------------------------------------------
+
+
+def _alternating_sessions(room, a, cid, n):
+    """``n`` edits alternating between the room's author and view ``a`` (one session each)."""
+    for i in range(n):
+        if i % 2 == 0:
+            room.update_cell(cid, source=f"select {i}")
+        else:
+            a.edit(lambda d, i=i: nb.update_cell(d, cid, source=f"select {i}"))
+        pump(a)
+
+
+def _replies(view, kind):
+    view.pump()
+    return [m for m in view.received if m["kind"] == kind and m.get("to") == view.view]
+
+
+def test_history_request_lists_sessions_newest_first_in_pages(room):
+    a = FakeView(room, "a")
+    a.hello()
+    pump(a)
+    cid = room.add_cell("select 0", name="q")
+    pump(a)
+    _alternating_sessions(room, a, cid, 5)
+    everything = room.history()
+    assert len(everything) >= 5
+    a.send({"kind": "history", "id": "h1", "limit": 2})
+    first = _replies(a, "history")[-1]
+    assert first["id"] == "h1" and first["offset"] == 0 and first["more"] is True
+    assert [v["id"] for v in first["versions"]] == [v.id for v in everything[:2]]
+    assert first["current"] == room.version
+    newest = first["versions"][0]
+    assert newest["summary"] == everything[0].summary
+    assert newest["time"].endswith("+00:00") and newest["cells"] == [cid]
+    a.send({"kind": "history", "id": "h2", "offset": 2, "limit": 200})
+    rest = _replies(a, "history")[-1]
+    assert rest["offset"] == 2 and rest["more"] is False
+    assert [v["id"] for v in rest["versions"]] == [v.id for v in everything[2:]]
+
+
+def test_history_reply_carries_the_tags(room):
+    a = FakeView(room, "a")
+    a.hello()
+    cid = room.add_cell("select 1", name="q")
+    tagged = room.tag("first")
+    room.update_cell(cid, source="select 2")
+    a.send({"kind": "history", "id": "h"})
+    reply = _replies(a, "history")[-1]
+    assert reply["tags"] == [{"name": "first", "version": tagged}]
+
+
+def test_preview_of_an_old_version_returns_its_cells_and_the_diff_to_now(room):
+    a, b = FakeView(room, "a"), FakeView(room, "b")
+    a.hello()
+    b.hello()
+    cid = room.add_cell("select 1", name="one")
+    old = room.version
+    room.update_cell(cid, source="select 2")
+    room.add_cell("select 3", name="three")
+    before = room.cells
+    pump(a, b)
+    a.send({"kind": "preview", "id": "p1", "version": old})
+    reply = _replies(a, "preview")[-1]
+    assert reply["id"] == "p1" and reply["version"] == old
+    assert reply["cells"] == [{"id": cid, "kind": "sql", "name": "one", "source": "select 1"}]
+    statuses = {d["name"]: d["status"] for d in reply["diff"]}
+    assert statuses == {"one": "changed", "three": "added"}
+    changed = next(d for d in reply["diff"] if d["name"] == "one")
+    assert "-select 1" in changed["diff"] and "+select 2" in changed["diff"]
+    assert room.cells == before  # the live document is untouched
+    assert not _replies(b, "preview")  # addressed to the asking view only
+
+
+def test_restore_from_a_view_changes_the_doc_for_every_view_and_notes_it(room):
+    a, b = FakeView(room, "a"), FakeView(room, "b")
+    a.hello()
+    b.hello()
+    cid = room.add_cell("select 1", name="one")
+    old = room.version
+    pump(a, b)
+    b.edit(lambda d: nb.update_cell(d, cid, source="select 'changed by b'"))
+    pump(a, b)
+    assert a.cells() == [("one", "select 'changed by b'")]
+    a.send({"kind": "restore", "id": "r1", "version": old, "author": "Bea"})
+    pump(a, b)
+    assert a.cells() == b.cells() == [("one", "select 1")]
+    assert [c.source for c in room.cells] == ["select 1"]
+    restored = _replies(a, "restored")[-1]
+    assert restored == {
+        "kind": "restored",
+        "to": "a",
+        "id": "r1",
+        "version": old,
+        "current": room.version,
+    }
+    newest = room.history()[0]
+    assert "restored" in newest.summary and old in newest.summary
+    assert newest.author == "Bea"
+    room.flush()
+
+
+def test_a_bad_version_gets_an_error_to_that_view_only(room):
+    a, b = FakeView(room, "a"), FakeView(room, "b")
+    a.hello()
+    b.hello()
+    room.add_cell("select 1", name="one")
+    before = room.version
+    pump(a, b)
+    a.received.clear()
+    b.received.clear()
+    for kind in ("preview", "restore"):
+        a.send({"kind": kind, "id": f"bad-{kind}", "version": "AAAAAAAA"})
+    pump(a, b)
+    errors = [m for m in a.received if m["kind"] == "error"]
+    assert [(m["to"], m["id"], m["code"]) for m in errors] == [
+        ("a", "bad-preview", "invalid"),
+        ("a", "bad-restore", "invalid"),
+    ]
+    assert all(m.get("to") == "a" for m in b.received if m["kind"] == "error")
+    assert not [m for m in b.received if m["kind"] in ("preview", "restored")]
+    assert room.version == before
+
+
+_BUSY_WRITER = """
+import sys
+import sqlrooms_nb as snb
+from sqlrooms_nb import notebook as nb
+from sqlrooms_nb.store import FlushPolicy
+
+policy = FlushPolicy(max_delay_s=0.001, max_changes=1)  # the writer reads the doc constantly
+with snb.SqlRoom("busy", lake=sys.argv[1], author="ana", flush_policy=policy) as room:
+    cid = room.add_cell("", name="typing")
+    text = nb.cell_text(nb.find_cell(room.doc, cid)[1])
+    for i in range(60_000):
+        text.insert(0, "x")
+        if i % 2:  # alternate messages: every commit is a change of its own
+            room.doc.set_next_commit_message("bo")
+        room.doc.commit()
+"""
+
+
+def test_direct_doc_commits_never_deadlock_with_the_writer(lake):
+    """A Python pre-commit hook deadlocked here: Loro runs it holding its transaction lock with
+    the GIL released while the writer thread holds the GIL waiting for that lock. A deadlocked
+    process cannot even run a timeout handler, so the scenario runs in a child process that
+    is killed if it hangs."""
+    try:
+        subprocess.run([sys.executable, "-c", _BUSY_WRITER, lake], timeout=90, check=True)
+    except subprocess.TimeoutExpired:
+        pytest.fail("direct commits on room.doc deadlocked with the writer thread")
+    with snb.SqlRoom("busy", lake=lake) as again:
+        assert len(again.cells[0].source) == 60_000
+        cur = again._lake.cursor()
+        authors = cur.execute(
+            f"SELECT DISTINCT author FROM {again._lake.table('changes')} WHERE room = 'busy'"
+        ).fetchall()
+    # direct edits on room.doc without a message are stamped with the room's author
+    assert sorted(authors) == [("ana",), ("bo",)]

@@ -141,12 +141,14 @@ def parse_version(doc: LoroDoc, version: str | Version) -> Frontiers:
 # --- changes and sessions -------------------------------------------------------------------
 
 
-def changes(doc: LoroDoc) -> list[Change]:
+def changes(doc: LoroDoc, own_author: str = "") -> list[Change]:
     """Every change in the document, in causal order (Lamport, then peer).
 
     Walks each peer's counters with ``get_change``, so the cost is the number of changes,
-    not of ops.
+    not of ops. ``own_author`` names the document's own peer's changes that carry no message
+    (direct edits on ``room.doc``).
     """
+    own = doc.peer_id
     out: list[Change] = []
     for peer, (first, end) in doc.oplog_vv.to_spans().inner().items():
         counter = int(first)
@@ -156,6 +158,8 @@ def changes(doc: LoroDoc) -> list[Change]:
                 break
             start = int(meta.id.counter)
             author, note = nb.split_change_message(meta.message)
+            if not author and peer == own:
+                author = own_author
             out.append(
                 Change(
                     peer=peer,
@@ -228,15 +232,17 @@ def sessions(
     idle_gap_s: float = IDLE_GAP_S,
     limit: int | None = None,
     since: datetime | None = None,
+    own_author: str = "",
 ) -> list[Version]:
     """Edit sessions, newest first (see the module doc for the grouping rule).
 
     ``stats(change) -> ChangeStats`` gives one change's stats (the room caches them).
     ``limit`` caps the number returned (``None``: all); ``since`` keeps sessions that ended
-    at or after it. Only returned sessions have their stats computed.
+    at or after it. ``own_author`` is passed to :func:`changes`. Only returned sessions have
+    their stats computed.
     """
     groups: list[list[Change]] = []
-    for change in changes(doc):
+    for change in changes(doc, own_author):
         last = groups[-1][-1] if groups else None
         if (
             last is not None

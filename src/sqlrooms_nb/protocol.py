@@ -21,6 +21,14 @@ View -> kernel ("client" messages)
 ``awareness`` {view}                    buffers: [one Loro ``EphemeralStore`` encoded update]
             the view's presence (name, colour, selection); it may only touch the view's own
             entry. Relayed to every view; never persisted.
+``history`` {view, id, offset?, limit?} edit sessions newest first, skipping ``offset`` (int >= 0,
+            default 0) and returning at most ``limit`` (1-200, default 50); answered by
+            ``history``.
+``preview`` {view, id, version}         the cells at ``version`` and their diff against the
+            current state; answered by ``preview`` (the live document is untouched).
+``restore`` {view, id, version, author?} make ``version`` current as a new change (the change's
+            message notes the restore, by ``author``, at most 64 characters); the change
+            reaches every view as an ``update``; answered by ``restored``.
 
 Kernel -> views ("server" messages)
 -----------------------------------
@@ -41,6 +49,17 @@ Kernel -> views ("server" messages)
 ``awareness`` {origin}                  buffers: [``EphemeralStore`` encoded update]. A view's
             presence relayed (``origin`` = that view), or, with ``origin`` ``None``, everyone's
             current presence right after a ``welcome``.
+``history`` {to, id, offset, versions, more, tags, current}  ``versions``: a list of
+            ``{id, time, start, author, summary, cells, added, removed, changes}`` (times ISO
+            8601 UTC; ``added``/``removed`` in code points); ``more``: older sessions exist;
+            ``tags``: ``[{name, version}]``; ``current``: the current version id.
+``preview`` {to, id, version, cells, diff}  ``cells``: ``[{id, kind, name, source}]`` at that
+            version; ``diff``: ``[{id, name, status, index_a, index_b, diff}]`` from that version
+            to the current state (0-based indexes, ``None`` where absent; ``diff`` unified).
+``restored`` {to, id, version, current}  the restore of ``version`` is committed; ``current`` is
+            the new current version id.
+
+Bad version ids are answered by ``error`` addressed to the view with the request's ``id``.
 
 Every client message must carry ``view`` (a string of 1-64 URL-safe characters). A message that
 cannot be decoded raises :class:`~sqlrooms_nb.errors.ProtocolError`; the room replies with an
@@ -65,11 +84,18 @@ MAX_UPDATE_BYTES = 32 * 1024 * 1024
 ViewId = NewType("ViewId", str)
 RequestId = NewType("RequestId", str)
 
-CLIENT_KINDS = ("hello", "update", "run", "ping", "awareness")
-SERVER_KINDS = ("welcome", "update", "saved", "run_started", "result", "error", "pong", "awareness")
+CLIENT_KINDS = ("hello", "update", "run", "ping", "awareness", "history", "preview", "restore")
+# Each tuple stays on one line (js/protocol.ts and the tests parse these lines).
+SERVER_KINDS = ("welcome", "update", "saved", "run_started", "result", "error", "pong", "awareness", "history", "preview", "restored")  # noqa: E501  # fmt: skip
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _CELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_VERSION = re.compile(r"^[A-Za-z0-9_-]{1,4096}$")
+
+HISTORY_PAGE = 50
+"""Sessions in a ``history`` reply when the request gives no ``limit``."""
+MAX_HISTORY_PAGE = 200
+"""Largest ``limit`` a ``history`` request may ask for."""
 
 Buffer = bytes | bytearray | memoryview
 
@@ -123,7 +149,48 @@ class ClientAwareness:
     kind: Literal["awareness"] = "awareness"
 
 
-ClientMessage = Hello | ClientUpdate | Run | Ping | ClientAwareness
+@dataclass(frozen=True)
+class HistoryRequest:
+    """Ask for edit sessions newest first: skip ``offset``, return at most ``limit``."""
+
+    view: ViewId
+    id: RequestId
+    offset: int = 0
+    limit: int = HISTORY_PAGE
+    kind: Literal["history"] = "history"
+
+
+@dataclass(frozen=True)
+class PreviewRequest:
+    """Ask for the cells at ``version`` (a version id) and their diff against the current state."""
+
+    view: ViewId
+    id: RequestId
+    version: str
+    kind: Literal["preview"] = "preview"
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    """Make ``version`` current again as a new change; ``author`` ("" = the kernel's) is who."""
+
+    view: ViewId
+    id: RequestId
+    version: str
+    author: str = ""
+    kind: Literal["restore"] = "restore"
+
+
+ClientMessage = (
+    Hello
+    | ClientUpdate
+    | Run
+    | Ping
+    | ClientAwareness
+    | HistoryRequest
+    | PreviewRequest
+    | RestoreRequest
+)
 
 
 # --- server messages (kernel -> views) ------------------------------------------------------
@@ -224,8 +291,100 @@ class ServerAwareness:
     kind: Literal["awareness"] = "awareness"
 
 
+@dataclass(frozen=True)
+class VersionInfo:
+    """One edit session as the history panel lists it (times are ISO 8601 UTC strings)."""
+
+    id: str
+    time: str
+    start: str
+    author: str
+    summary: str
+    cells: tuple[str, ...]
+    added: int
+    removed: int
+    changes: int
+
+
+@dataclass(frozen=True)
+class TagInfo:
+    """A named version."""
+
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class History:
+    """Answer to :class:`HistoryRequest`: one page of sessions, newest first."""
+
+    to: ViewId
+    id: RequestId
+    offset: int
+    versions: tuple[VersionInfo, ...]
+    more: bool
+    tags: tuple[TagInfo, ...]
+    current: str
+    kind: Literal["history"] = "history"
+
+
+@dataclass(frozen=True)
+class PreviewCell:
+    """A cell as it was at a version."""
+
+    id: str
+    kind: str
+    name: str
+    source: str
+
+
+@dataclass(frozen=True)
+class PreviewDiff:
+    """How a cell changed from the previewed version to now (see ``history.CellDiff``)."""
+
+    id: str
+    name: str
+    status: str
+    index_a: int | None
+    index_b: int | None
+    diff: str
+
+
+@dataclass(frozen=True)
+class Preview:
+    """Answer to :class:`PreviewRequest`."""
+
+    to: ViewId
+    id: RequestId
+    version: str
+    cells: tuple[PreviewCell, ...]
+    diff: tuple[PreviewDiff, ...]
+    kind: Literal["preview"] = "preview"
+
+
+@dataclass(frozen=True)
+class Restored:
+    """Answer to :class:`RestoreRequest`: ``current`` is the version after the restore."""
+
+    to: ViewId
+    id: RequestId
+    version: str
+    current: str
+    kind: Literal["restored"] = "restored"
+
+
 ServerMessage = (
-    Welcome | ServerUpdate | Saved | RunStarted | Result | Error | Pong | ServerAwareness
+    Welcome
+    | ServerUpdate
+    | Saved
+    | RunStarted
+    | Result
+    | Error
+    | Pong
+    | ServerAwareness
+    | History
+    | Preview
+    | Restored
 )
 
 
@@ -293,7 +452,38 @@ def decode_client(content: object, buffers: Sequence[Buffer] | None) -> ClientMe
     request = RequestId(_str_field(content, "id"))
     if kind == "run":
         return Run(view=view, id=request, cell=_str_field(content, "cell", _CELL_ID))
+    if kind == "history":
+        offset = _int_field(content, "offset", 0, 0, 1 << 31)
+        limit = _int_field(content, "limit", HISTORY_PAGE, 1, MAX_HISTORY_PAGE)
+        return HistoryRequest(view=view, id=request, offset=offset, limit=limit)
+    if kind == "preview":
+        return PreviewRequest(
+            view=view, id=request, version=_str_field(content, "version", _VERSION)
+        )
+    if kind == "restore":
+        author = content.get("author", "")
+        if author is None:
+            author = ""
+        if not isinstance(author, str) or len(author) > 64 or "\n" in author:
+            raise ProtocolError(
+                "field 'author' must be a one-line string of at most 64 characters, "
+                f"got {author!r:.80}"
+            )
+        return RestoreRequest(
+            view=view, id=request, version=_str_field(content, "version", _VERSION), author=author
+        )
     return Ping(view=view, id=request)
+
+
+def _int_field(content: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = content.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ProtocolError(
+            f"field {name!r} must be an integer from {low} to {high}, got {value!r:.80}"
+        )
+    return value
 
 
 # --- encoding -------------------------------------------------------------------------------
@@ -347,4 +537,64 @@ def encode_server(message: ServerMessage) -> Outgoing:
             if value is not None:
                 content[key] = value
         return Outgoing(content)
+    if isinstance(message, History):
+        return Outgoing(
+            {
+                "kind": "history",
+                "to": message.to,
+                "id": message.id,
+                "offset": message.offset,
+                "versions": [
+                    {
+                        "id": v.id,
+                        "time": v.time,
+                        "start": v.start,
+                        "author": v.author,
+                        "summary": v.summary,
+                        "cells": list(v.cells),
+                        "added": v.added,
+                        "removed": v.removed,
+                        "changes": v.changes,
+                    }
+                    for v in message.versions
+                ],
+                "more": message.more,
+                "tags": [{"name": t.name, "version": t.version} for t in message.tags],
+                "current": message.current,
+            }
+        )
+    if isinstance(message, Preview):
+        return Outgoing(
+            {
+                "kind": "preview",
+                "to": message.to,
+                "id": message.id,
+                "version": message.version,
+                "cells": [
+                    {"id": c.id, "kind": c.kind, "name": c.name, "source": c.source}
+                    for c in message.cells
+                ],
+                "diff": [
+                    {
+                        "id": d.id,
+                        "name": d.name,
+                        "status": d.status,
+                        "index_a": d.index_a,
+                        "index_b": d.index_b,
+                        "diff": d.diff,
+                    }
+                    for d in message.diff
+                ],
+            }
+        )
+    if isinstance(message, Restored):
+        return Outgoing(
+            {
+                "kind": "restored",
+                "to": message.to,
+                "id": message.id,
+                "version": message.version,
+                "current": message.current,
+            }
+        )
     return Outgoing({"kind": "pong", "to": message.to, "id": message.id})

@@ -41,7 +41,17 @@ from . import query
 from .errors import ClosedError, QueryError, SqlRoomsError, StorageError, ValidationError
 from .history_views import create_history_views
 from .presence import Presence
-from .store import FlushPolicy, Lake, Persister, Tag, add_tag, list_tags, recover
+from .store import (
+    FlushPolicy,
+    Lake,
+    Persister,
+    SavedVersion,
+    Tag,
+    add_tag,
+    list_tags,
+    recover,
+    saved_versions,
+)
 from .sync import SyncHub
 
 if TYPE_CHECKING:
@@ -142,6 +152,7 @@ class SqlRoom:
                 on_error=self._on_storage_error,
                 # exporting commits an open transaction: wait briefly for API edits to finish
                 doc_lock=self._lock,
+                author=self.author,
             )
         except BaseException:
             self._lake.release()
@@ -155,10 +166,9 @@ class SqlRoom:
             on_imported=self._on_imported,
         )
         # Kernel-made commits (this API or direct edits on room.doc) enter the fan-out here.
-        self._pre_commit = self._doc.subscribe_pre_commit(self._stamp_author)
         self._local_updates = self._doc.subscribe_local_update(self._on_local_update)
         if nb.ensure_schema(self._doc, title=self.room_id):
-            self._doc.commit()
+            self._commit()
         _open_rooms.add(self)
         _flush_on_sigterm()
 
@@ -306,7 +316,14 @@ class SqlRoom:
                 self._change_stats[key] = found
             return found
 
-        return hist.sessions(self._doc, stats, idle_gap_s=idle_gap_s, limit=limit, since=since)
+        return hist.sessions(
+            self._doc,
+            stats,
+            idle_gap_s=idle_gap_s,
+            limit=limit,
+            since=since,
+            own_author=self.author,
+        )
 
     def at(self, version: str | hist.Version) -> list[nb.Cell]:
         """The cells as they were at ``version`` (read-only; the live document is untouched).
@@ -323,19 +340,39 @@ class SqlRoom:
         after = self.cells if b is None else self.at(b)
         return hist.diff_cells(before, after)
 
-    def restore(self, version: str | hist.Version) -> str:
+    def restore(self, version: str | hist.Version, *, author: str | None = None) -> str:
         """Make ``version`` current again **as a new change** that every view receives, the
         lake stores, and that can itself be undone or restored away. Returns the new
-        version's id. Raises :class:`ValidationError` for an unknown version."""
+        version's id. ``author`` names who restored (``None``: this room's author).
+        Raises :class:`ValidationError` for an unknown version."""
         frontiers = hist.parse_version(self._doc, version)
         vid = version.id if isinstance(version, hist.Version) else version
+        who = author or self.author or "python"
         with self._editing():
-            self._doc.commit()  # the restore must be a change of its own
+            self._commit()  # the restore must be a change of its own
             hist.restore(self._doc, frontiers)
-            self._doc.set_next_commit_message(
-                nb.change_message(self.author or "python", f"restored version {vid}")
-            )
+            self._doc.set_next_commit_message(nb.change_message(who, f"restored version {vid}"))
+            self._doc.commit()
         return self.version
+
+    def saved_versions(self) -> list[SavedVersion]:
+        """DuckLake's own timeline for this branch: the lake snapshots that saved its rows
+        (what was saved when), newest first. Independent of the CRDT history, for audits."""
+        self._check_open()
+        return saved_versions(self._lake, self.room_id, self.branch)
+
+    def at_saved(self, snapshot_id: int) -> list[nb.Cell]:
+        """The cells as the lake held them at DuckLake snapshot ``snapshot_id`` (time travel).
+
+        Recovered into a separate document; the room is untouched. Raises
+        :class:`~sqlrooms_nb.errors.StorageError` for a snapshot the lake does not have.
+        """
+        self._check_open()
+        doc = nb.new_doc()
+        recover(
+            self._lake, self.room_id, self.branch, doc, warm=False, at_snapshot=int(snapshot_id)
+        )
+        return nb.read_cells(doc)
 
     def tag(self, name: str, version: str | hist.Version | None = None) -> str:
         """Name a version (``None``: the current one) and return its id.
@@ -384,7 +421,6 @@ class SqlRoom:
             self._persister.close(timeout)
         finally:
             self._local_updates.unsubscribe()
-            self._pre_commit.unsubscribe()
             self._lake.release()
 
     def __enter__(self) -> SqlRoom:
@@ -478,7 +514,60 @@ class SqlRoom:
             except QueryError:
                 pass  # already broadcast as the cell's error
             return []
+        if isinstance(message, p.HistoryRequest):
+            return [self._history_page(message)]
+        if isinstance(message, p.PreviewRequest):
+            return [self._preview(message)]
+        if isinstance(message, p.RestoreRequest):
+            current = self.restore(message.version, author=message.author or None)
+            return [
+                p.Restored(to=message.view, id=message.id, version=message.version, current=current)
+            ]
         return [p.Pong(to=message.view, id=message.id)]
+
+    def _history_page(self, message: p.HistoryRequest) -> p.History:
+        """One page of :meth:`history` for a view (one session more tells whether more exist)."""
+        end = message.offset + message.limit
+        sessions = self.history(limit=end + 1)
+        versions = tuple(
+            p.VersionInfo(
+                id=v.id,
+                time=v.time.isoformat(),
+                start=v.start.isoformat(),
+                author=v.author,
+                summary=v.summary,
+                cells=v.cells,
+                added=v.added,
+                removed=v.removed,
+                changes=v.changes,
+            )
+            for v in sessions[message.offset : end]
+        )
+        tags = tuple(p.TagInfo(name=t.name, version=t.version) for t in self.tags())
+        return p.History(
+            to=message.view,
+            id=message.id,
+            offset=message.offset,
+            versions=versions,
+            more=len(sessions) > end,
+            tags=tags,
+            current=self.version,
+        )
+
+    def _preview(self, message: p.PreviewRequest) -> p.Preview:
+        """The cells at a version and their diff to now (read from a fork; raises
+        :class:`ValidationError` for an unknown version)."""
+        cells = self.at(message.version)
+        diff = hist.diff_cells(cells, self.cells)
+        return p.Preview(
+            to=message.view,
+            id=message.id,
+            version=message.version,
+            cells=tuple(p.PreviewCell(c.id, c.kind, c.name, c.source) for c in cells),
+            diff=tuple(
+                p.PreviewDiff(d.id, d.name, d.status, d.index_a, d.index_b, d.diff) for d in diff
+            ),
+        )
 
     def _broadcast(self, messages: Sequence[p.ServerMessage]) -> None:
         if not messages or not self._transports:
@@ -515,20 +604,18 @@ class SqlRoom:
         LOG.warning("[sqlrooms_nb] room %s: %s", self.room_id, error)
         self._broadcast([p.Error(code=error.code, message=str(error))])
 
-    def _stamp_author(self, event: Any) -> bool:
-        """Pre-commit hook: record the author's display name as the change message.
-
-        loro 1.17 passes a dict (``change_meta``, ``origin``, ``modifier``) although its stubs
-        declare an object with those attributes.
-        """
-        try:
-            if self.author and not event["change_meta"].message:
-                event["modifier"].set_message(self.author)
-        except BaseException:
-            LOG.exception("[sqlrooms_nb] could not stamp the author on a change")
-        return True
-
     # --- helpers -------------------------------------------------------------------------------
+
+    def _commit(self) -> None:
+        """Commit this kernel's pending ops as one change stamped with the author's name.
+
+        The name is set per commit rather than by a pre-commit hook: a Python pre-commit hook
+        deadlocks against the writer thread (Loro calls it with its transaction lock held and
+        the GIL released, while the writer holds the GIL waiting for that lock).
+        """
+        if self.author and self._doc.get_pending_txn_len():
+            self._doc.set_next_commit_message(self.author)
+        self._doc.commit()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -557,7 +644,7 @@ class _Edit:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         try:
-            self._room._doc.commit()
+            self._room._commit()
         finally:
             self._room._lock.release()
 

@@ -76,9 +76,7 @@ def test_widget_renders_runs_and_an_edit_survives_a_kernel_restart(jupyter_demo,
     assert [(c.id, c.name, c.text) for c in view.cells()] == before
 
 
-def test_two_outputs_of_one_room_and_python_edits_stay_in_sync(
-    jupyter_demo, open_page, tmp_path
-):
+def test_two_outputs_of_one_room_and_python_edits_stay_in_sync(jupyter_demo, open_page, tmp_path):
     """Two outputs of one room share one widget model, each its own view (own Loro peer);
     edits made in Python (the API and room.doc directly) reach both."""
     notebook = json.loads((tmp_path / "jupyter" / "demo.ipynb").read_text())
@@ -142,3 +140,24 @@ room.update_cell(room.cells[0].id, source="select 'edited from python' as origin
 _nb.cell_text(_nb.find_cell(room.doc, room.cells[1].id)[1]).insert(0, "-- via room.doc\\n")
 room.doc.commit()
 """
+
+
+def test_history_panel_opens_and_previews_in_jupyterlab(jupyter_demo, open_page, artifact):
+    page = open_page("jupyterlab", f"{jupyter_demo.url}/lab/tree/demo.ipynb")
+    kernel_idle(page)
+    command(page, "notebook:run-all-cells")
+    view = WidgetPage(page, "JupyterLab")
+    view.wait_ready(cells=len(STARTER))
+    view.type_at_end(view.cell_named("worst_routes"), "\n-- looked at in the history panel")
+    view.wait_saved()
+    view.root.locator("[data-testid=snb-history-toggle]").click()
+    items = view.root.locator("[data-testid=snb-history-item]")
+    wait_for("a session in the history panel", items.count, lambda n: n >= 1)
+    items.last.click()
+    banner = view.root.locator("[data-testid=snb-preview-banner]")
+    banner.wait_for(state="visible", timeout=15_000)
+    assert view.root.locator("[data-testid=snb-status]").first.is_visible()
+    view.root.first.screenshot(path=artifact("jupyterlab-history-preview.png"))
+    view.root.locator("[data-testid=snb-exit-preview]").click()
+    wait_for("the preview to close", banner.count, lambda n: n == 0)
+    assert [c.name for c in view.cells()] == STARTER

@@ -218,3 +218,95 @@ def test_presence_shows_both_pages_and_a_caret_in_the_same_cell(marimo_demo, ope
             assert b.cell(other).locator(".snb-remote-caret").count() == 0
     b.root.first.screenshot(path=artifact("page-B-presence.png"))
     print(f"presence in both pages after {appeared_s:.2f} s; caret in page B after {caret_s:.2f} s")
+
+
+SESSION_GAP_S = 62
+"""Longer than history.IDLE_GAP_S: the next edit by the same author starts a new session (the
+demo's kernel and its pages all record the same author, the kernel's user)."""
+
+
+def test_preview_in_one_page_while_the_other_edits_live_then_restore(
+    marimo_demo, open_page, artifact
+):
+    a, b = two_pages(open_page, marimo_demo)
+    ids = a.ids()
+    starter = [(c.id, c.text) for c in a.cells()]
+    target, other = ids[2], ids[1]
+    time.sleep(SESSION_GAP_S)  # so page A's edit is a session of its own
+    a.type_at_end(a.cell(target), "\n-- edited by page A")
+    edited = wait_for(
+        "page A's edit in page B",
+        lambda: b.text_of(target),
+        lambda t: t is not None and t.endswith("\n-- edited by page A"),
+    )
+    a.wait_saved()
+
+    a.root.locator("[data-testid=snb-history-toggle]").click()
+    items = a.root.locator("[data-testid=snb-history-item]")
+    wait_for("two sessions in page A's history", items.count, lambda n: n >= 2)
+    newest, older = items.nth(0).get_attribute("data-version"), items.nth(1)
+    assert newest and older.get_attribute("data-version") not in (None, newest)
+    banner = a.root.locator("[data-testid=snb-preview-banner]")
+
+    def preview_text() -> str | None:
+        sources = a.root.locator(
+            f'[data-testid=snb-preview-cell][data-cell-id="{target}"] '
+            "[data-testid=snb-preview-source]"
+        )
+        return sources.first.inner_text() if sources.count() else None
+
+    def open_older() -> None:
+        older.click()
+        banner.wait_for(state="visible", timeout=15_000)
+        text = wait_for("the old text in page A's preview", preview_text, lambda t: t is not None)
+        assert "edited by page A" not in text.replace("\u200b", "")
+        assert text.replace("\u200b", "").strip() == (starter[2][1] or "").strip()
+
+    open_older()
+    assert a.root.locator("[data-testid=snb-cell]").first.is_hidden()  # live cells are hidden
+    assert a.root.locator("[data-testid=snb-status]").first.is_visible()
+    assert a.root.locator("[data-testid=snb-presence]").first.is_visible()
+    # Page B keeps editing live meanwhile; its text reaches the kernel (and page A's live doc).
+    b.type_at_end(b.cell(other), "\n-- typed by page B during the preview")
+    wait_for(
+        "page B's text in page A's (hidden) live cells",
+        lambda: a.text_of(other),
+        lambda t: t is not None and t.endswith("-- typed by page B during the preview"),
+    )
+    b.wait_saved()
+    assert b.root.locator("[data-testid=snb-preview-banner]").count() == 0
+    assert a.text_of(target) == edited  # the live doc was never checked out
+    a.root.first.screenshot(path=artifact("page-A-preview.png"))
+
+    # Leaving the preview shows the live cells again, editors intact.
+    a.root.locator("[data-testid=snb-exit-preview]").click()
+    wait_for("the preview to close", banner.count, lambda n: n == 0)
+    assert a.root.locator("[data-testid=snb-cell]").first.is_visible()
+    a.type_at_end(a.cell(target), " (still editable)")
+    wait_for(
+        "page A's live edit after the preview in page B",
+        lambda: b.text_of(target),
+        lambda t: t is not None and t.endswith("(still editable)"),
+    )
+
+    open_older()
+    a.root.locator("[data-testid=snb-restore]").click()
+    wait_for("the preview to close after restoring", banner.count, lambda n: n == 0)
+    for page in (a, b):
+        wait_for(
+            f"the restored notebook in {page.name}",
+            lambda page=page: [(c.id, c.text) for c in page.cells()],
+            lambda cells: cells == starter,
+        )
+    wait_for(
+        "the restore at the top of page A's history",
+        lambda: a.root.locator("[data-testid=snb-history-item]").first.inner_text(),
+        lambda text: "restored the version of" in text,
+    )
+    a.wait_saved()
+    b.wait_saved()
+    a.root.first.screenshot(path=artifact("page-A-after-restore.png"))
+    marimo_demo.stop()
+    with snb.SqlRoom(ROOM, lake=str(marimo_demo.lake)) as room:
+        assert [(c.id, c.source) for c in room.cells] == starter
+        assert "restored version" in room.history()[0].summary

@@ -205,6 +205,8 @@ class Persister:
         doc_lock: optional lock the caller holds around edit + commit; the writer holds it while
             it reads the document (export, change metadata) so that its implicit commit never
             splits a user action. Waited for at most ``DOC_LOCK_WAIT_S``.
+        author: recorded as the ``author`` of this document's own peer's changes that carry no
+            message (e.g. direct edits on ``room.doc``); other peers' changes name their own.
 
     Starts the thread ``sqlrooms_nb-writer:<room>/<branch>``.
     """
@@ -223,8 +225,10 @@ class Persister:
         on_saved: Callable[[VersionVector], None] = _noop_saved,
         on_error: Callable[[StorageError], None] = _log_error,
         doc_lock: Any = None,
+        author: str = "",
     ) -> None:
         self._lake = lake
+        self._author = author
         self._room = room
         self._branch = branch
         self._doc = doc
@@ -608,6 +612,12 @@ class Persister:
             self._saved_vv = vv_to
         return n, vv_to
 
+    def _author_of(self, peer: int, message: str | None) -> str:
+        author = nb.split_change_message(message)[0]
+        if not author and peer == self._doc.peer_id:
+            return self._author
+        return author
+
     def _change_rows(
         self, old: VersionVector, new: VersionVector
     ) -> list[tuple[int, int, int, int, int, str | None, list[str]]]:
@@ -640,7 +650,7 @@ class Persister:
                         stop,
                         change.lamport + (counter - change.id.counter),
                         int(change.timestamp or 0),
-                        nb.split_change_message(change.message)[0],
+                        self._author_of(peer, change.message),
                         cells,
                     )
                 )
