@@ -122,6 +122,16 @@ def _save_server_artifacts(request: pytest.FixtureRequest, server: Server) -> No
         _artifact_name(request, f"{server.name}-lake.txt").write_text(read_lake(server.lake))
 
 
+def _running(server: Server, request: pytest.FixtureRequest) -> Iterator[Server]:
+    """Start ``server``, yield it, then stop it and save its log and lake to test-artifacts/."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        _save_server_artifacts(request, server)
+
+
 @pytest.fixture
 def marimo_demo(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
     """A running ``marimo edit demo.py`` on a copy of notebooks/demo.py with a private lake."""
@@ -155,12 +165,7 @@ def marimo_demo(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Serv
         log_path=tmp_path / "marimo.log",
         lake=lake,
     )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        _save_server_artifacts(request, server)
+    yield from _running(server, request)
 
 
 @pytest.fixture
@@ -210,9 +215,4 @@ def jupyter_demo(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Ser
         log_path=tmp_path / "jupyterlab.log",
         lake=lake,
     )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        _save_server_artifacts(request, server)
+    yield from _running(server, request)
