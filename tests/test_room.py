@@ -33,6 +33,14 @@ def room(lake):
         yield r
 
 
+def joined(room, *names):
+    """Views attached to ``room`` that have sent their hello (replies not yet pumped)."""
+    views = [FakeView(room, name) for name in names]
+    for view in views:
+        view.hello()
+    return views
+
+
 def pump(*views):
     for _ in range(4):
         for v in views:
@@ -53,9 +61,7 @@ def test_views_receive_each_others_typing(room):
 
 
 def test_python_edits_and_direct_doc_edits_reach_every_view(room):
-    a, b = FakeView(room, "a"), FakeView(room, "b")
-    a.hello()
-    b.hello()
+    a, b = joined(room, "a", "b")
     pump(a, b)
     cid = room.add_cell("select 2", name="two")
     room.update_cell(cid, source="select 3")
@@ -119,9 +125,7 @@ def test_unknown_or_broken_messages_always_get_an_error_reply(room, content):
 
 
 def test_presence_from_one_view_reaches_the_others_and_is_not_persisted(room):
-    a, b = FakeView(room, "a"), FakeView(room, "b")
-    a.hello()
-    b.hello()
+    a, b = joined(room, "a", "b")
     pump(a, b)
     before = room.doc.oplog_vv
     a.set_presence({"name": "Ana", "color": "#4e79a7", "cell": "c1", "anchor": b"\x01\x02"})
@@ -156,9 +160,7 @@ def test_no_presence_follows_a_welcome_when_nobody_is_here(room):
 
 
 def test_garbage_presence_gets_an_error_and_changes_nothing(room):
-    a, b = FakeView(room, "a"), FakeView(room, "b")
-    a.hello()
-    b.hello()
+    a, b = joined(room, "a", "b")
     pump(a, b)
     a.set_presence({"name": "Ana"})
     pump(a, b)
@@ -372,9 +374,7 @@ def test_history_reply_carries_the_tags(room):
 
 
 def test_preview_of_an_old_version_returns_its_cells_and_the_diff_to_now(room):
-    a, b = FakeView(room, "a"), FakeView(room, "b")
-    a.hello()
-    b.hello()
+    a, b = joined(room, "a", "b")
     cid = room.add_cell("select 1", name="one")
     old = room.version
     room.update_cell(cid, source="select 2")
@@ -394,9 +394,7 @@ def test_preview_of_an_old_version_returns_its_cells_and_the_diff_to_now(room):
 
 
 def test_restore_from_a_view_changes_the_doc_for_every_view_and_notes_it(room):
-    a, b = FakeView(room, "a"), FakeView(room, "b")
-    a.hello()
-    b.hello()
+    a, b = joined(room, "a", "b")
     cid = room.add_cell("select 1", name="one")
     old = room.version
     pump(a, b)
@@ -422,9 +420,7 @@ def test_restore_from_a_view_changes_the_doc_for_every_view_and_notes_it(room):
 
 
 def test_a_bad_version_gets_an_error_to_that_view_only(room):
-    a, b = FakeView(room, "a"), FakeView(room, "b")
-    a.hello()
-    b.hello()
+    a, b = joined(room, "a", "b")
     room.add_cell("select 1", name="one")
     before = room.version
     pump(a, b)
