@@ -161,6 +161,13 @@ class CellView {
     this.editor.focus();
   }
 
+  /** Whether the focus is in this cell (its editor, name or buttons). */
+  hasFocus(): boolean {
+    const root = this.el.getRootNode();
+    const active = root instanceof Document || root instanceof ShadowRoot ? root.activeElement : null;
+    return active !== null && this.el.contains(active);
+  }
+
   /**
    * Point the editor at the document or shadow root it now lives in. CodeMirror mounts its
    * styles into `view.root`, fixed when the view is created: an editor made while detached
@@ -238,7 +245,8 @@ export class CellList {
 
   constructor(private readonly ctx: CellsContext) {
     this.empty = h("div", { class: "snb-empty-notebook" }, "Connecting to the kernel…");
-    this.el = h("div", { class: "snb-cells" });
+    // Focusable: it takes the focus from a cell that goes away, so the undo keys still work.
+    this.el = h("div", { class: "snb-cells", tabindex: "-1" });
   }
 
   /** The handshake completed: an empty list now means the notebook has no cells. */
@@ -273,8 +281,11 @@ export class CellList {
       const handle = handles.find((c) => c.id === id);
       // Gone, or its text container was replaced (then the editor must bind the new one).
       if (!live.has(id) || (handle && (handle.text.id !== view.text.id || handle.kind !== view.kind))) {
+        const hadFocus = view.hasFocus();
         view.destroy();
         this.views.delete(id);
+        if (hadFocus && handle) this.focusNext = id; // rebuilt (e.g. restored by undo): refocus
+        else if (hadFocus) this.el.focus({ preventScroll: true });
       }
     }
     handles.forEach((handle, i) => {

@@ -10,7 +10,8 @@
  *   document diverged. Each editor gets a view of the doc ({@link textScopedDoc}) whose
  *   `subscribe` only passes events targeting this cell's text.
  * - A Loro undo manager covers the whole doc. Each cell gets its own, excluding the other
- *   cells' edits by commit origin ({@link UndoScopes}), so Ctrl-Z undoes this cell's edits only.
+ *   cells' edits by commit origin ({@link UndoScopes}), so Ctrl-Z undoes this cell's edits only;
+ *   the toolbar's Undo / Redo take the newest step over all cells and the notebook's structure.
  * - Its keymap undoes from inside a CodeMirror state-field update, so the undo's own dispatch is
  *   nested in another: @codemirror/view 6.43 throws "Cannot destructure property 'tile'" / "No
  *   tile at position N" and redo is lost. Ctrl-Z / Ctrl-Y / Ctrl-Shift-Z here call the undo
@@ -59,24 +60,68 @@ export function textScopedDoc(doc: LoroDoc, text: LoroText, origin: string): Lor
   });
 }
 
+/** Prefix of every cell editor's commit origin (see {@link cellOrigin}). */
+export const CELL_ORIGIN_PREFIX = "snb:cell:";
+
 /** Commit origin of a cell editor's edits; `;` ends it so no id is a prefix of another. */
 export function cellOrigin(cellId: string): string {
-  return `snb:cell:${cellId};`;
+  return `${CELL_ORIGIN_PREFIX}${cellId};`;
 }
 
 /** Origin of the commits Loro's undo manager makes when it undoes or redoes. */
 const UNDO_ORIGIN = "undo";
 
+/** At most this many no-op steps are skipped by one {@link UndoScopes.undo} / `redo`. */
+const MAX_SKIPPED_STEPS = 200;
+
+/** What a scope's manager hooks report to {@link UndoScopes}. */
+interface ScopeHooks {
+  /** A step was pushed (undo stack if `isUndo`); returns its stamp (higher = newer). */
+  pushed(manager: UndoManager, isUndo: boolean): number;
+  /** A step was popped. */
+  popped(): void;
+  /** Run an undo / redo: the steps it pushes are not fresh edits. */
+  replay(step: () => boolean): boolean;
+}
+
 /**
- * Per-cell undo for one view: each editor gets its own Loro undo manager, and every manager
- * excludes the other cells' edits (by commit origin, see {@link cellOrigin}), structural edits
- * ({@link STRUCTURE_ORIGIN}) and undo commits. So Ctrl-Z in a cell undoes that cell's last local
- * edit only; other peers' edits are never undone (Loro's managers only undo their own peer).
+ * This view's undo scopes: one Loro undo manager per cell editor (its text edits), and one for
+ * the notebook's structure (add, delete, move, rename: commits with {@link STRUCTURE_ORIGIN}).
+ *
+ * Scopes are told apart by commit origin: each cell's manager excludes the other cells' origins
+ * (see {@link cellOrigin}), structural edits and undo commits; the structure's manager excludes
+ * every cell origin and undo commits. So Ctrl-Z in a cell undoes that cell's last local edit
+ * only. Other peers' edits are never undone (Loro's managers only undo their own peer).
+ *
+ * {@link undo} / {@link redo} (toolbar, keys outside editors) take this view's newest step over
+ * all scopes: each pushed step is stamped with a counter kept as the step's meta value, and the
+ * manager whose top step has the highest stamp goes first (merged steps keep the stamp of their
+ * first edit). A fresh edit in any scope drops what every scope could redo, as one history would.
+ *
+ * Undoing a cell's deletion (Loro 1.17) recreates its map and text as new containers holding what
+ * they held when deleted (edits other peers made concurrently to the deleted cell are not in
+ * them): the cell list rebuilds that cell's editor, and the new editor's scope starts empty.
  */
 export class UndoScopes {
   private readonly cells = new Map<string, CellUndo>();
+  private readonly structure: UndoManager;
+  private readonly hooks: ScopeHooks;
+  private stamp = 0;
+  private replaying = false;
+  private readonly listeners = new Set<() => void>();
+  private notifyQueued = false;
 
-  constructor(private readonly doc: LoroDoc) {}
+  constructor(private readonly doc: LoroDoc) {
+    this.hooks = {
+      pushed: (manager, isUndo) => this.pushed(manager, isUndo),
+      popped: () => this.changed(),
+      replay: (step) => this.replay(step),
+    };
+    const structure = new UndoManager(doc, { mergeInterval: 0, excludeOriginPrefixes: [CELL_ORIGIN_PREFIX, UNDO_ORIGIN] });
+    structure.setOnPush((isUndo) => ({ value: this.pushed(structure, isUndo), cursors: [] }));
+    structure.setOnPop(() => this.changed());
+    this.structure = structure;
+  }
 
   /** Create the undo scope of a cell (one per editor). */
   open(cellId: string, text: LoroText): CellUndo {
@@ -87,20 +132,113 @@ export class UndoScopes {
       excludeOriginPrefixes: [STRUCTURE_ORIGIN, UNDO_ORIGIN, ...others],
     });
     for (const [id, other] of this.cells) if (id !== cellId) other.manager.addExcludeOriginPrefix(cellOrigin(cellId));
-    const scope = new CellUndo(this.doc, manager, text);
+    const scope = new CellUndo(this.doc, manager, text, this.hooks);
     this.cells.set(cellId, scope);
+    this.changed();
     return scope;
   }
 
-  /** Drop a cell's scope (its editor was destroyed). */
+  /** Drop a cell's scope (its editor was destroyed); its steps go with it. */
   close(cellId: string): void {
     this.cells.get(cellId)?.free();
     this.cells.delete(cellId);
+    this.changed();
+  }
+
+  canUndo(): boolean {
+    return this.managers().some((m) => m.canUndo());
+  }
+
+  canRedo(): boolean {
+    return this.managers().some((m) => m.canRedo());
+  }
+
+  /**
+   * Undo this view's newest step over all scopes; steps that turn out empty (e.g. their text was
+   * deleted meanwhile) are skipped. Returns whether the doc changed. The undo is a local commit
+   * (origin "undo") that syncs and persists like any edit.
+   */
+  undo(): boolean {
+    return this.step(true);
+  }
+
+  /** Redo the most recently undone step over all scopes; see {@link undo}. */
+  redo(): boolean {
+    return this.step(false);
+  }
+
+  /** Call `listener` (once per task) when what can be undone or redone may have changed. */
+  subscribe(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => void this.listeners.delete(listener);
   }
 
   free(): void {
     for (const scope of this.cells.values()) scope.free();
     this.cells.clear();
+    this.structure.setOnPush(undefined);
+    this.structure.setOnPop(undefined);
+    this.structure.free();
+    this.listeners.clear();
+  }
+
+  private managers(): UndoManager[] {
+    return [this.structure, ...[...this.cells.values()].map((c) => c.manager)];
+  }
+
+  private step(isUndo: boolean): boolean {
+    for (let i = 0; i < MAX_SKIPPED_STEPS; i++) {
+      let newest: UndoManager | undefined;
+      let newestStamp = -Infinity;
+      for (const m of this.managers()) {
+        if (!(isUndo ? m.canUndo() : m.canRedo())) continue;
+        const value = isUndo ? m.topUndoValue() : m.topRedoValue();
+        const stamp = typeof value === "number" ? value : -1;
+        if (stamp > newestStamp) [newest, newestStamp] = [m, stamp];
+      }
+      if (!newest) return false;
+      const manager = newest;
+      try {
+        if (this.replay(() => (isUndo ? manager.undo() : manager.redo()))) return true;
+      } catch (err) {
+        // Loro drops a step it cannot apply (see UndoManager.undo) and keeps the others.
+        console.warn(`${LOG_PREFIX} could not ${isUndo ? "undo" : "redo"} a step`, err);
+      }
+    }
+    return false;
+  }
+
+  private replay(step: () => boolean): boolean {
+    const outer = this.replaying;
+    this.replaying = true;
+    try {
+      return step();
+    } finally {
+      this.replaying = outer;
+    }
+  }
+
+  private pushed(manager: UndoManager, isUndo: boolean): number {
+    if (isUndo && !this.replaying) {
+      for (const m of this.managers()) if (m !== manager) m.clearRedo();
+    }
+    this.changed();
+    return ++this.stamp;
+  }
+
+  private changed(): void {
+    if (this.notifyQueued) return;
+    this.notifyQueued = true;
+    queueMicrotask(() => {
+      this.notifyQueued = false;
+      for (const listener of this.listeners) {
+        try {
+          listener();
+        } catch (err) {
+          console.error(`${LOG_PREFIX} undo listener failed`, err);
+        }
+      }
+    });
   }
 }
 
@@ -112,35 +250,45 @@ export class CellUndo {
     private readonly doc: LoroDoc,
     readonly manager: UndoManager,
     private readonly text: LoroText,
-  ) {}
+    private readonly hooks: ScopeHooks,
+  ) {
+    manager.setOnPush((isUndo) => ({ value: hooks.pushed(manager, isUndo), cursors: [] }));
+    manager.setOnPop(() => hooks.popped());
+  }
 
-  /** Bind the editor and take over the manager's push / pop hooks from LoroUndoPlugin. */
+  /**
+   * Bind the editor and take over the manager's push / pop hooks from LoroUndoPlugin (Loro keeps
+   * one of each per manager): they stamp the step for {@link UndoScopes} and keep the selection.
+   */
   attach(view: EditorView): void {
     this.view = view;
-    this.manager.setOnPush(() => {
+    this.manager.setOnPush((isUndo) => {
       const cursors: Cursor[] = [];
       const sel = view.state.selection.main;
       for (const pos of [sel.anchor, sel.head]) {
         const cursor = this.text.getCursor(Math.min(pos, this.text.length));
         if (cursor) cursors.push(cursor);
       }
-      return { value: null, cursors };
+      return { value: this.hooks.pushed(this.manager, isUndo), cursors };
     });
     this.manager.setOnPop((_isUndo, meta) => {
+      this.hooks.popped();
       const [anchor, head] = meta.cursors;
       if (anchor) setTimeout(() => this.restoreSelection(anchor, head), 0);
     });
   }
 
+  /** Undo this cell's last local edit; false if there was none. */
   undo(): boolean {
     if (!this.manager.canUndo()) return false;
-    this.manager.undo();
+    this.hooks.replay(() => this.manager.undo());
     return true;
   }
 
+  /** Redo this cell's last undone edit; false if there was none. */
   redo(): boolean {
     if (!this.manager.canRedo()) return false;
-    this.manager.redo();
+    this.hooks.replay(() => this.manager.redo());
     return true;
   }
 
