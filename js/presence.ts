@@ -24,6 +24,8 @@ export type PresenceState = {
   name: string;
   /** A CSS colour from {@link PALETTE}. */
   color: string;
+  /** The branch this view shows (cell ids repeat across branches: cursors only show within one). */
+  branch?: string;
   /** The cell whose editor last had this view's selection (absent: none yet). */
   cell?: string;
   /** `Cursor.encode()` of the selection's anchor in that cell's source text. */
@@ -39,6 +41,7 @@ export interface Peer {
   color: string;
   /** This view. */
   self: boolean;
+  branch?: string;
   cell?: CellId;
   anchor?: Uint8Array;
   head?: Uint8Array;
@@ -67,6 +70,8 @@ export function initials(name: string): string {
 export interface PresenceOptions {
   viewId: ViewId;
   name: string;
+  /** The branch this view shows. */
+  branch?: string;
   /** Sends one encoded EphemeralStore update as an `awareness` message. */
   send: (update: Uint8Array) => void;
   timers?: Timers;
@@ -111,6 +116,7 @@ export class Presence {
     this.refreshMs = options.refreshMs ?? 10_000;
     this.store = new EphemeralStore(options.timeoutMs ?? 30_000);
     this.state = { name: options.name, color: colorFor(options.name) };
+    if (options.branch !== undefined) this.state.branch = options.branch;
     this.unsubscribes.push(this.store.subscribeLocalUpdates((bytes) => this.onLocalUpdate(bytes)));
     this.unsubscribes.push(this.store.subscribe(() => this.emit()));
     this.store.set(this.viewId, this.state);
@@ -120,6 +126,11 @@ export class Presence {
 
   get name(): string {
     return this.state.name;
+  }
+
+  /** The branch this view shows (`undefined`: not said). */
+  get branch(): string | undefined {
+    return this.state.branch;
   }
 
   /** Change this view's display name (its colour follows the name). */
@@ -136,6 +147,7 @@ export class Presence {
   setSelection(cell: CellId, text: LoroText, anchor: number, head: number): void {
     const at = (pos: number) => text.getCursor(Math.max(0, Math.min(pos, text.length)))?.encode();
     const next: PresenceState = { name: this.state.name, color: this.state.color, cell };
+    if (this.state.branch !== undefined) next.branch = this.state.branch;
     const a = at(anchor);
     const h = anchor === head ? a : at(head);
     if (a) next.anchor = a;
@@ -283,6 +295,7 @@ function toPeer(view: ViewId, raw: unknown, self: boolean): Peer | null {
   const name = typeof r["name"] === "string" && r["name"].trim() ? r["name"].trim().slice(0, 64) : "Guest";
   const color = typeof r["color"] === "string" && COLOR.test(r["color"]) ? r["color"] : colorFor(name);
   const peer: Peer = { view, name, color, self };
+  if (typeof r["branch"] === "string") peer.branch = r["branch"];
   if (typeof r["cell"] === "string") peer.cell = r["cell"] as CellId;
   if (r["anchor"] instanceof Uint8Array) peer.anchor = r["anchor"];
   if (r["head"] instanceof Uint8Array) peer.head = r["head"];

@@ -93,10 +93,10 @@ describe("protocol", () => {
         version: bytes(2),
         saved: bytes(),
       },
-      { kind: "update", origin: view, updates: [bytes(1, 2), bytes(3)] },
-      { kind: "update", origin: null, updates: [bytes(7)] },
-      { kind: "saved", version: bytes(8, 9) },
-      { kind: "run_started", id, cell, view: null },
+      { kind: "update", origin: view, updates: [bytes(1, 2), bytes(3)], branch: "main" },
+      { kind: "update", origin: null, updates: [bytes(7)], branch: "what-if" },
+      { kind: "saved", version: bytes(8, 9), branch: "main" },
+      { kind: "run_started", id, cell, view: null, branch: "main" },
       {
         kind: "result",
         id: null,
@@ -107,6 +107,7 @@ describe("protocol", () => {
         shown: 100,
         elapsed_ms: 12.5,
         arrow: bytes(0xff, 0xff),
+        branch: "main",
       },
       { kind: "error", code: "query", message: "Parser Error", cell, line: 0, column: 7 },
       { kind: "error", code: "protocol", message: "bad", to: view },
@@ -147,6 +148,26 @@ describe("protocol", () => {
         ],
       },
       { kind: "restored", to: view, id, version, current: version },
+      {
+        kind: "branches",
+        branches: [
+          { name: "main", parent: null, fork_version: null, created_by: "", created_at: null, merged_into: null, merged_at: null },
+          {
+            name: "what-if",
+            parent: "main",
+            fork_version: version,
+            created_by: "ana",
+            created_at: "2024-05-01T10:00:00+00:00",
+            merged_into: "main",
+            merged_at: "2024-05-02T10:00:00+00:00",
+          },
+        ],
+        current: "main",
+      },
+      { kind: "branch_created", to: view, id, name: "what-if" },
+      { kind: "merge_preview", to: view, id, source: "what-if", into: "main", cells: [], diff: [] },
+      { kind: "merged", to: view, id, source: "what-if", into: "main", current: version },
+      { kind: "error", code: "storage", message: "lake down", branch: "what-if" },
     ];
     for (const message of messages) {
       const wire = encodeServer(message);
@@ -157,16 +178,18 @@ describe("protocol", () => {
 
   it("decodes kernel messages exactly as protocol.py encodes them", () => {
     // Shapes copied from protocol.encode_server (None fields stay null; error omits them).
-    assert.deepEqual(decodeServer({ kind: "run_started", id: null, cell: "c1", view: null }, []), {
+    assert.deepEqual(decodeServer({ kind: "run_started", id: null, cell: "c1", view: null, branch: "main" }, []), {
       kind: "run_started",
       id: null,
       cell: "c1",
       view: null,
+      branch: "main",
     });
-    assert.deepEqual(decodeServer({ kind: "update", origin: null }, [new DataView(new ArrayBuffer(2))]), {
+    assert.deepEqual(decodeServer({ kind: "update", origin: null, branch: "b" }, [new DataView(new ArrayBuffer(2))]), {
       kind: "update",
       origin: null,
       updates: [bytes(0, 0)],
+      branch: "b",
     });
   });
 
@@ -197,6 +220,18 @@ describe("protocol", () => {
     assert.throws(() => decodeServer({ kind: "restored", to: view, id }, []), ProtocolError);
     assert.throws(() => decodeClient({ kind: "history", view, id, limit: 0 }, []), ProtocolError);
     assert.throws(() => decodeClient({ kind: "history", view, id, offset: -1 }, []), ProtocolError);
+    assert.throws(() => decodeServer({ kind: "update", origin: null }, [new DataView(new ArrayBuffer(1))]), ProtocolError);
+    assert.throws(() => decodeClient({ kind: "merge", view, id, source: "b", into: "main" }, []), ProtocolError);
+  });
+
+  it("sends the branch with every document message and omits it when unknown", () => {
+    const hello = encodeClient({ kind: "hello", view, version: bytes(), branch: "what-if" });
+    assert.deepEqual(hello.content, { kind: "hello", view, branch: "what-if" });
+    assert.deepEqual(encodeClient({ kind: "update", view, updates: [bytes(1)] }).content, { kind: "update", view });
+    const branch = encodeClient({ kind: "branch", view, id, name: "b", source: "main", at: version, author: "ana" });
+    assert.deepEqual(decodeClient(branch.content, branch.buffers), { kind: "branch", view, id, name: "b", source: "main", at: version, author: "ana" });
+    const merge = encodeClient({ kind: "merge", view, id, source: "b", into: "main", preview: false });
+    assert.deepEqual(merge.content, { kind: "merge", view, id, source: "b", into: "main", preview: false });
   });
 
   it("makes URL-safe random ids of 12 characters", () => {

@@ -8,14 +8,15 @@
  * and are normalised to `Uint8Array` here, because Loro imports only `Uint8Array`.
  *
  * Kernel messages reach every view of a widget: one meant for a single view carries `to` = that
- * view's id, and the others ignore it (see {@link isForView}).
+ * view's id, and the others ignore it (see {@link isForView}). A room has one document per
+ * branch; messages about a document carry `branch`, and a view ignores other branches' messages.
  */
 
-export const CLIENT_KINDS = ["hello", "update", "run", "ping", "awareness", "history", "preview", "restore"] as const;
-export const SERVER_KINDS = ["welcome", "update", "saved", "run_started", "result", "error", "pong", "awareness", "history", "preview", "restored"] as const;
+export const CLIENT_KINDS = ["hello", "update", "run", "ping", "awareness", "history", "preview", "restore", "branch", "merge"] as const;
+export const SERVER_KINDS = ["welcome", "update", "saved", "run_started", "result", "error", "pong", "awareness", "history", "preview", "restored", "branches", "branch_created", "merge_preview", "merged"] as const;
 
 /** Bumped with `PROTOCOL_VERSION` in protocol.py whenever a message changes shape. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 export const LOG_PREFIX = "[sqlrooms_nb]";
 
@@ -39,6 +40,8 @@ export interface Hello {
   view: ViewId;
   /** `VersionVector.encode()` of the view's oplog. */
   version: Uint8Array;
+  /** The branch this view shows (absent: the kernel's checked-out branch). */
+  branch?: string;
 }
 
 /** Loro update blobs made in this view (one or more, each non-empty). */
@@ -46,6 +49,7 @@ export interface ClientUpdate {
   kind: "update";
   view: ViewId;
   updates: Uint8Array[];
+  branch?: string;
 }
 
 /** Run the SQL cell `cell`; `id` is echoed in `run_started` / `result` / `error`. */
@@ -54,6 +58,7 @@ export interface Run {
   view: ViewId;
   id: RequestId;
   cell: CellId;
+  branch?: string;
 }
 
 /** Liveness probe, answered by `pong`. */
@@ -77,6 +82,7 @@ export interface HistoryRequest {
   id: RequestId;
   offset?: number;
   limit?: number;
+  branch?: string;
 }
 
 /** Ask for the cells at `version` and their diff against the current state. */
@@ -85,6 +91,7 @@ export interface PreviewRequest {
   view: ViewId;
   id: RequestId;
   version: VersionId;
+  branch?: string;
 }
 
 /** Make `version` current again as a new change; `author` (optional) is who restores. */
@@ -94,9 +101,41 @@ export interface RestoreRequest {
   id: RequestId;
   version: VersionId;
   author?: string;
+  branch?: string;
 }
 
-export type ClientMessage = Hello | ClientUpdate | Run | Ping | ClientAwareness | HistoryRequest | PreviewRequest | RestoreRequest;
+/** Create branch `name` from `source` (default: the kernel's checked-out one) at version `at`. */
+export interface BranchRequest {
+  kind: "branch";
+  view: ViewId;
+  id: RequestId;
+  name: string;
+  source?: string;
+  at?: VersionId;
+  author?: string;
+}
+
+/** Merge branch `source` into `into`; with `preview` only say what it would change. */
+export interface MergeRequest {
+  kind: "merge";
+  view: ViewId;
+  id: RequestId;
+  source: string;
+  into: string;
+  preview: boolean;
+}
+
+export type ClientMessage =
+  | Hello
+  | ClientUpdate
+  | Run
+  | Ping
+  | ClientAwareness
+  | HistoryRequest
+  | PreviewRequest
+  | RestoreRequest
+  | BranchRequest
+  | MergeRequest;
 
 // --- server messages (kernel -> views) -------------------------------------------------------
 
@@ -120,12 +159,14 @@ export interface ServerUpdate {
   kind: "update";
   origin: ViewId | null;
   updates: Uint8Array[];
+  branch: string;
 }
 
 /** Everything up to `version` (an encoded version vector) is durable in the lake. */
 export interface Saved {
   kind: "saved";
   version: Uint8Array;
+  branch: string;
 }
 
 /** A cell run began; `view` is who asked (`null` when Python did). */
@@ -134,6 +175,7 @@ export interface RunStarted {
   id: RequestId | null;
   cell: CellId;
   view: ViewId | null;
+  branch: string;
 }
 
 /** One result column: its name and DuckDB type name. */
@@ -153,6 +195,7 @@ export interface Result {
   shown: number;
   elapsed_ms: number;
   arrow: Uint8Array;
+  branch: string;
 }
 
 /** A tagged error; `line` / `column` are 0-based when present. */
@@ -163,6 +206,8 @@ export interface ErrorMessage {
   to?: ViewId;
   id?: RequestId;
   cell?: CellId;
+  /** Set for errors about one branch's document (a cell's run, that branch's writer). */
+  branch?: string;
   line?: number;
   column?: number;
 }
@@ -255,6 +300,53 @@ export interface Restored {
   current: VersionId;
 }
 
+/** One branch and its lineage (times ISO 8601 UTC, null where unknown). */
+export interface BranchInfo {
+  name: string;
+  parent: string | null;
+  fork_version: VersionId | null;
+  created_by: string;
+  created_at: string | null;
+  merged_into: string | null;
+  merged_at: string | null;
+}
+
+/** Every branch of the room, `main` first; `current` is the kernel's checked-out branch. */
+export interface BranchesMessage {
+  kind: "branches";
+  branches: BranchInfo[];
+  current: string;
+}
+
+/** Answer to `branch`: the branch exists. */
+export interface BranchCreated {
+  kind: "branch_created";
+  to: ViewId;
+  id: RequestId;
+  name: string;
+}
+
+/** Answer to a previewing `merge`: `into`'s cells after the merge and the diff to them. */
+export interface MergePreviewReply {
+  kind: "merge_preview";
+  to: ViewId;
+  id: RequestId;
+  source: string;
+  into: string;
+  cells: PreviewCell[];
+  diff: PreviewDiff[];
+}
+
+/** Answer to a `merge` that merged: `current` is `into`'s new version. */
+export interface Merged {
+  kind: "merged";
+  to: ViewId;
+  id: RequestId;
+  source: string;
+  into: string;
+  current: VersionId;
+}
+
 export type ServerMessage =
   | Welcome
   | ServerUpdate
@@ -266,7 +358,11 @@ export type ServerMessage =
   | ServerAwareness
   | HistoryReply
   | PreviewReply
-  | Restored;
+  | Restored
+  | BranchesMessage
+  | BranchCreated
+  | MergePreviewReply
+  | Merged;
 
 /** What anywidget hands over: JSON content plus binary buffers. */
 export interface Wire {
@@ -320,32 +416,58 @@ export function isForView(message: ServerMessage, view: ViewId): boolean {
 
 // --- encoding (view -> kernel) ---------------------------------------------------------------
 
+/** `{ branch }` when set, else nothing (the kernel then uses its checked-out branch). */
+function branchField(branch: string | undefined): { branch?: string } {
+  return branch === undefined ? {} : { branch };
+}
+
 /** Encode a client message as anywidget `content` plus `buffers`. */
 export function encodeClient(message: ClientMessage): Wire {
   switch (message.kind) {
     case "hello":
-      return { content: { kind: "hello", view: message.view }, buffers: [tightBytes(message.version)] };
+      return { content: { kind: "hello", view: message.view, ...branchField(message.branch) }, buffers: [tightBytes(message.version)] };
     case "update":
-      return { content: { kind: "update", view: message.view }, buffers: message.updates.map(tightBytes) };
+      return { content: { kind: "update", view: message.view, ...branchField(message.branch) }, buffers: message.updates.map(tightBytes) };
     case "run":
-      return { content: { kind: "run", view: message.view, id: message.id, cell: message.cell }, buffers: [] };
+      return { content: { kind: "run", view: message.view, id: message.id, cell: message.cell, ...branchField(message.branch) }, buffers: [] };
     case "ping":
       return { content: { kind: "ping", view: message.view, id: message.id }, buffers: [] };
     case "awareness":
       return { content: { kind: "awareness", view: message.view }, buffers: [tightBytes(message.update)] };
     case "history": {
-      const content: Record<string, unknown> = { kind: "history", view: message.view, id: message.id };
+      const content: Record<string, unknown> = { kind: "history", view: message.view, id: message.id, ...branchField(message.branch) };
       if (message.offset !== undefined) content["offset"] = message.offset;
       if (message.limit !== undefined) content["limit"] = message.limit;
       return { content, buffers: [] };
     }
     case "preview":
-      return { content: { kind: "preview", view: message.view, id: message.id, version: message.version }, buffers: [] };
+      return {
+        content: { kind: "preview", view: message.view, id: message.id, version: message.version, ...branchField(message.branch) },
+        buffers: [],
+      };
     case "restore": {
-      const content: Record<string, unknown> = { kind: "restore", view: message.view, id: message.id, version: message.version };
+      const content: Record<string, unknown> = {
+        kind: "restore",
+        view: message.view,
+        id: message.id,
+        version: message.version,
+        ...branchField(message.branch),
+      };
       if (message.author) content["author"] = message.author;
       return { content, buffers: [] };
     }
+    case "branch": {
+      const content: Record<string, unknown> = { kind: "branch", view: message.view, id: message.id, name: message.name };
+      if (message.source !== undefined) content["source"] = message.source;
+      if (message.at !== undefined) content["at"] = message.at;
+      if (message.author) content["author"] = message.author;
+      return { content, buffers: [] };
+    }
+    case "merge":
+      return {
+        content: { kind: "merge", view: message.view, id: message.id, source: message.source, into: message.into, preview: message.preview },
+        buffers: [],
+      };
     default:
       assertNever(message);
       throw new ProtocolError(`cannot encode a message of kind ${String((message as { kind?: unknown }).kind)}`);
@@ -451,6 +573,22 @@ function previewDiff(d: Record<string, unknown>): PreviewDiff {
   };
 }
 
+function previewCell(x: Record<string, unknown>): PreviewCell {
+  return { id: str(x, "id") as CellId, kind: str(x, "kind"), name: str(x, "name"), source: str(x, "source") };
+}
+
+function branchInfo(b: Record<string, unknown>): BranchInfo {
+  return {
+    name: str(b, "name"),
+    parent: optStr(b, "parent") ?? null,
+    fork_version: (optStr(b, "fork_version") ?? null) as VersionId | null,
+    created_by: optStr(b, "created_by") ?? "",
+    created_at: optStr(b, "created_at") ?? null,
+    merged_into: optStr(b, "merged_into") ?? null,
+    merged_at: optStr(b, "merged_at") ?? null,
+  };
+}
+
 function isServerKind(kind: unknown): kind is ServerKind {
   return typeof kind === "string" && (SERVER_KINDS as readonly string[]).includes(kind);
 }
@@ -486,15 +624,16 @@ export function decodeServer(content: unknown, rawBuffers: readonly RawBuffer[] 
         saved: buffer(buffers, 2, "saved version vector"),
       };
     case "update":
-      return { kind, origin: (optStr(c, "origin") ?? null) as ViewId | null, updates: buffers };
+      return { kind, origin: (optStr(c, "origin") ?? null) as ViewId | null, updates: buffers, branch: str(c, "branch") };
     case "saved":
-      return { kind, version: buffer(buffers, 0, "saved version vector") };
+      return { kind, version: buffer(buffers, 0, "saved version vector"), branch: str(c, "branch") };
     case "run_started":
       return {
         kind,
         id: (optStr(c, "id") ?? null) as RequestId | null,
         cell: str(c, "cell") as CellId,
         view: (optStr(c, "view") ?? null) as ViewId | null,
+        branch: str(c, "branch"),
       };
     case "result":
       return {
@@ -507,17 +646,20 @@ export function decodeServer(content: unknown, rawBuffers: readonly RawBuffer[] 
         shown: num(c, "shown"),
         elapsed_ms: num(c, "elapsed_ms"),
         arrow: buffer(buffers, 0, "arrow IPC stream"),
+        branch: str(c, "branch"),
       };
     case "error": {
       const message: ErrorMessage = { kind, code: str(c, "code"), message: str(c, "message") };
       const to = optStr(c, "to");
       const id = optStr(c, "id");
       const cell = optStr(c, "cell");
+      const branch = optStr(c, "branch");
       const line = optNum(c, "line");
       const column = optNum(c, "column");
       if (to !== undefined) message.to = to as ViewId;
       if (id !== undefined) message.id = id as RequestId;
       if (cell !== undefined) message.cell = cell as CellId;
+      if (branch !== undefined) message.branch = branch;
       if (line !== undefined) message.line = line;
       if (column !== undefined) message.column = column;
       return message;
@@ -543,7 +685,7 @@ export function decodeServer(content: unknown, rawBuffers: readonly RawBuffer[] 
         to: str(c, "to") as ViewId,
         id: str(c, "id") as RequestId,
         version: str(c, "version") as VersionId,
-        cells: list(c, "cells").map((x) => ({ id: str(x, "id") as CellId, kind: str(x, "kind"), name: str(x, "name"), source: str(x, "source") })),
+        cells: list(c, "cells").map(previewCell),
         diff: list(c, "diff").map(previewDiff),
       };
     case "restored":
@@ -552,6 +694,29 @@ export function decodeServer(content: unknown, rawBuffers: readonly RawBuffer[] 
         to: str(c, "to") as ViewId,
         id: str(c, "id") as RequestId,
         version: str(c, "version") as VersionId,
+        current: str(c, "current") as VersionId,
+      };
+    case "branches":
+      return { kind, branches: list(c, "branches").map(branchInfo), current: str(c, "current") };
+    case "branch_created":
+      return { kind, to: str(c, "to") as ViewId, id: str(c, "id") as RequestId, name: str(c, "name") };
+    case "merge_preview":
+      return {
+        kind,
+        to: str(c, "to") as ViewId,
+        id: str(c, "id") as RequestId,
+        source: str(c, "source"),
+        into: str(c, "into"),
+        cells: list(c, "cells").map(previewCell),
+        diff: list(c, "diff").map(previewDiff),
+      };
+    case "merged":
+      return {
+        kind,
+        to: str(c, "to") as ViewId,
+        id: str(c, "id") as RequestId,
+        source: str(c, "source"),
+        into: str(c, "into"),
         current: str(c, "current") as VersionId,
       };
     default:
@@ -571,11 +736,11 @@ export function encodeServer(message: ServerMessage): Wire {
         buffers: [message.missing, message.version, message.saved],
       };
     case "update":
-      return { content: { kind: "update", origin: message.origin }, buffers: message.updates };
+      return { content: { kind: "update", origin: message.origin, branch: message.branch }, buffers: message.updates };
     case "saved":
-      return { content: { kind: "saved" }, buffers: [message.version] };
+      return { content: { kind: "saved", branch: message.branch }, buffers: [message.version] };
     case "run_started":
-      return { content: { kind: "run_started", id: message.id, cell: message.cell, view: message.view }, buffers: [] };
+      return { content: { kind: "run_started", id: message.id, cell: message.cell, view: message.view, branch: message.branch }, buffers: [] };
     case "result":
       return {
         content: {
@@ -587,12 +752,13 @@ export function encodeServer(message: ServerMessage): Wire {
           columns: message.columns.map((col) => ({ name: col.name, type: col.type })),
           shown: message.shown,
           elapsed_ms: message.elapsed_ms,
+          branch: message.branch,
         },
         buffers: [message.arrow],
       };
     case "error": {
       const content: Record<string, unknown> = { kind: "error", code: message.code, message: message.message };
-      for (const key of ["to", "id", "cell", "line", "column"] as const) {
+      for (const key of ["to", "id", "cell", "branch", "line", "column"] as const) {
         if (message[key] !== undefined) content[key] = message[key];
       }
       return { content, buffers: [] };
@@ -603,7 +769,11 @@ export function encodeServer(message: ServerMessage): Wire {
       return { content: { kind: "awareness", origin: message.origin }, buffers: [message.update] };
     case "history":
     case "preview":
-    case "restored": {
+    case "restored":
+    case "branches":
+    case "branch_created":
+    case "merge_preview":
+    case "merged": {
       // Plain JSON, the shape protocol.py writes (nested objects copied as they are).
       const content: Record<string, unknown> = { ...message };
       return { content: JSON.parse(JSON.stringify(content)) as Record<string, unknown>, buffers: [] };
@@ -625,17 +795,18 @@ export function decodeClient(content: unknown, rawBuffers: readonly RawBuffer[] 
   }
   const k = kind as ClientKind;
   const view = str(c, "view") as ViewId;
+  const branch = branchField(optStr(c, "branch"));
   switch (k) {
     case "hello":
       if (buffers.length !== 1) throw new ProtocolError("hello needs exactly one buffer");
-      return { kind: k, view, version: buffer(buffers, 0, "version vector") };
+      return { kind: k, view, version: buffer(buffers, 0, "version vector"), ...branch };
     case "update":
       if (buffers.length === 0 || buffers.some((b) => b.byteLength === 0)) {
         throw new ProtocolError("update needs one or more non-empty buffers");
       }
-      return { kind: k, view, updates: buffers };
+      return { kind: k, view, updates: buffers, ...branch };
     case "run":
-      return { kind: k, view, id: str(c, "id") as RequestId, cell: str(c, "cell") as CellId };
+      return { kind: k, view, id: str(c, "id") as RequestId, cell: str(c, "cell") as CellId, ...branch };
     case "ping":
       return { kind: k, view, id: str(c, "id") as RequestId };
     case "awareness":
@@ -644,7 +815,7 @@ export function decodeClient(content: unknown, rawBuffers: readonly RawBuffer[] 
       }
       return { kind: k, view, update: buffer(buffers, 0, "awareness update") };
     case "history": {
-      const message: HistoryRequest = { kind: k, view, id: str(c, "id") as RequestId };
+      const message: HistoryRequest = { kind: k, view, id: str(c, "id") as RequestId, ...branch };
       const offset = optNum(c, "offset");
       const limit = optNum(c, "limit");
       if (offset !== undefined) {
@@ -658,13 +829,25 @@ export function decodeClient(content: unknown, rawBuffers: readonly RawBuffer[] 
       return message;
     }
     case "preview":
-      return { kind: k, view, id: str(c, "id") as RequestId, version: str(c, "version") as VersionId };
+      return { kind: k, view, id: str(c, "id") as RequestId, version: str(c, "version") as VersionId, ...branch };
     case "restore": {
-      const message: RestoreRequest = { kind: k, view, id: str(c, "id") as RequestId, version: str(c, "version") as VersionId };
+      const message: RestoreRequest = { kind: k, view, id: str(c, "id") as RequestId, version: str(c, "version") as VersionId, ...branch };
       const author = optStr(c, "author");
       if (author) message.author = author;
       return message;
     }
+    case "branch": {
+      const message: BranchRequest = { kind: k, view, id: str(c, "id") as RequestId, name: str(c, "name") };
+      const source = optStr(c, "source");
+      const at = optStr(c, "at");
+      const author = optStr(c, "author");
+      if (source !== undefined) message.source = source;
+      if (at !== undefined) message.at = at as VersionId;
+      if (author) message.author = author;
+      return message;
+    }
+    case "merge":
+      return { kind: k, view, id: str(c, "id") as RequestId, source: str(c, "source"), into: str(c, "into"), preview: bool(c, "preview") };
     default:
       assertNever(k, k);
       throw new ProtocolError(`unknown message kind ${String(kind)}`);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { LoroText } from "loro-crdt";
+import { LoroDoc, VersionVector, type LoroText } from "loro-crdt";
 import { addCell, findCell, readCells } from "./notebook";
 import { SyncClient, type SyncStatus } from "./sync";
 import { FakeClock } from "./testing/fake_clock";
@@ -50,6 +50,35 @@ function text(client: SyncClient, cellId: string): LoroText {
 const updatesSent = (v: View) => v.sent.filter((m) => m.kind === "update");
 
 describe("sync client", () => {
+  it("names its branch in every document message and ignores other branches' updates", async () => {
+    const clock = new FakeClock();
+    const sent: Record<string, unknown>[] = [];
+    const client = new SyncClient({ send: (content) => void sent.push(content), branch: "what-if", timers: clock });
+    client.start();
+    const other = new LoroDoc();
+    other.getText("t").insert(0, "main's change");
+    other.commit();
+    const update = (branch: string) => ({ kind: "update", origin: null, branch });
+    const welcome = { kind: "welcome", to: client.viewId, room: "r", branch: "what-if", protocol: 2 };
+    const empty = new VersionVector(null).encode();
+    client.handle(welcome, [new Uint8Array(), empty, empty]);
+    client.handle(update("main"), [other.export({ mode: "update" })]);
+    assert.equal(client.doc.getText("t").toString(), "", "another branch's update is not imported");
+    client.handle(update("what-if"), [other.export({ mode: "update" })]);
+    assert.equal(client.doc.getText("t").toString(), "main's change");
+    client.run("c1");
+    client.history();
+    assert.deepEqual(
+      sent.map((m) => [m["kind"], m["branch"]]),
+      [
+        ["hello", "what-if"],
+        ["run", "what-if"],
+        ["history", "what-if"],
+      ],
+    );
+    client.stop();
+  });
+
   it("joins with hello and receives the kernel's document in the welcome", async () => {
     const { clock, kernel, addView } = setup(0);
     let cid = "";

@@ -9,6 +9,11 @@
  * was queued meanwhile — and records the saved version vector (buffer 2). An import that leaves
  * `pending` ops (a gap) triggers a new `hello`; import is idempotent, so resyncing is always safe.
  *
+ * Branches: a client shows one branch of the room. Every document message it sends names that
+ * branch, and it drops the kernel's messages about other branches (updates, saved versions, cell
+ * runs), so a replica never imports another branch's changes. Switching branch means a new
+ * client with a new, empty replica.
+ *
  * Local updates are throttled, not debounced: the first goes at once, and those arriving within
  * the next {@link SyncOptions.throttleMs} are coalesced into one `update` sent when the window
  * closes.
@@ -23,6 +28,8 @@ import { LoroDoc, VersionVector, type LoroEventBatch } from "loro-crdt";
 import {
   LOG_PREFIX,
   assertNever,
+  type BranchCreated,
+  type BranchesMessage,
   decodeServer,
   encodeClient,
   isForView,
@@ -31,6 +38,8 @@ import {
   type ClientMessage,
   type ErrorMessage,
   type HistoryReply,
+  type MergePreviewReply,
+  type Merged,
   type PreviewReply,
   type RawBuffer,
   type RequestId,
@@ -64,6 +73,9 @@ export interface SyncOptions {
   send: (content: Record<string, unknown>, buffers: Uint8Array[]) => void;
   /** Display name stored as the commit message of every local change ("" = none). */
   author?: string;
+  /** The branch this client shows and edits (default: the kernel's checked-out branch, as its
+   * welcome names it; give it explicitly whenever it is known). */
+  branch?: string;
   /** Defaults to a random 12-character id. */
   viewId?: string;
   /** Defaults to a fresh doc (random peer id) with timestamps recorded. */
@@ -95,6 +107,12 @@ export interface SyncEvents {
   history: HistoryReply;
   preview: PreviewReply;
   restored: Restored;
+  /** The room's branches (after each welcome, and whenever they change). */
+  branches: BranchesMessage;
+  /** Replies to this view's `branch` / `merge` requests. */
+  branch_created: BranchCreated;
+  merge_preview: MergePreviewReply;
+  merged: Merged;
 }
 
 type Listener<T> = (value: T) => void;
@@ -120,6 +138,8 @@ export class SyncClient {
   readonly doc: LoroDoc;
   readonly viewId: ViewId;
   readonly author: string;
+  /** The branch shown; `null` until the first welcome when none was given. */
+  private branchName: string | null;
 
   private readonly sendRaw: SyncOptions["send"];
   private readonly timers: Timers;
@@ -158,6 +178,7 @@ export class SyncClient {
   constructor(options: SyncOptions) {
     this.sendRaw = options.send;
     this.author = options.author ?? "";
+    this.branchName = options.branch ?? null;
     this.viewId = (options.viewId ?? randomId()) as ViewId;
     this.timers = options.timers ?? realTimers;
     this.throttleMs = options.throttleMs ?? 20;
@@ -227,6 +248,16 @@ export class SyncClient {
     return this.status;
   }
 
+  /** The branch this client shows (`null` before the first welcome if none was given). */
+  get branch(): string | null {
+    return this.branchName;
+  }
+
+  /** `{ branch }` for document messages, once the branch is known. */
+  private branchField(): { branch?: string } {
+    return this.branchName === null ? {} : { branch: this.branchName };
+  }
+
   /** Whether the latest hello has been answered. */
   isWelcomed(): boolean {
     return this.welcomed;
@@ -246,7 +277,7 @@ export class SyncClient {
   run(cell: string): RequestId {
     this.flush();
     const id = randomId() as RequestId;
-    this.send({ kind: "run", view: this.viewId, id, cell: cell as CellId });
+    this.send({ kind: "run", view: this.viewId, id, cell: cell as CellId, ...this.branchField() });
     return id;
   }
 
@@ -261,14 +292,14 @@ export class SyncClient {
   /** Ask for one page of edit sessions (newest first); the reply comes as a `history` event. */
   history(offset = 0, limit = 50): RequestId {
     const id = randomId() as RequestId;
-    this.send({ kind: "history", view: this.viewId, id, offset, limit });
+    this.send({ kind: "history", view: this.viewId, id, offset, limit, ...this.branchField() });
     return id;
   }
 
   /** Ask for the notebook at `version` and its diff to now; the reply is a `preview` event. */
   preview(version: VersionId): RequestId {
     const id = randomId() as RequestId;
-    this.send({ kind: "preview", view: this.viewId, id, version });
+    this.send({ kind: "preview", view: this.viewId, id, version, ...this.branchField() });
     return id;
   }
 
@@ -280,9 +311,36 @@ export class SyncClient {
   restore(version: VersionId, author: string = this.author): RequestId {
     this.flush();
     const id = randomId() as RequestId;
-    const message: ClientMessage = { kind: "restore", view: this.viewId, id, version };
+    const message: ClientMessage = { kind: "restore", view: this.viewId, id, version, ...this.branchField() };
     if (author) message.author = author.slice(0, 64);
     this.send(message);
+    return id;
+  }
+
+  /**
+   * Ask the kernel to create branch `name` from this client's branch, at version `at` (default:
+   * the current one); pending local updates go first. The reply is a `branch_created` event (or
+   * an `error` echoing the id), then everyone gets `branches`.
+   */
+  createBranch(name: string, at?: VersionId, author: string = this.author): RequestId {
+    this.flush();
+    const id = randomId() as RequestId;
+    const message: ClientMessage = { kind: "branch", view: this.viewId, id, name };
+    if (this.branchName !== null) message.source = this.branchName;
+    if (at !== undefined) message.at = at;
+    if (author) message.author = author.slice(0, 64);
+    this.send(message);
+    return id;
+  }
+
+  /**
+   * Ask the kernel to merge branch `source` into `into`: with `preview`, only what it would change
+   * (a `merge_preview` event); otherwise it merges (a `merged` event). Pending updates go first.
+   */
+  merge(source: string, into: string, preview: boolean): RequestId {
+    this.flush();
+    const id = randomId() as RequestId;
+    this.send({ kind: "merge", view: this.viewId, id, source, into, preview });
     return id;
   }
 
@@ -319,7 +377,7 @@ export class SyncClient {
     this.nextHelloAt = now + delay;
     this.stats.hellos++;
     this.doc.commit();
-    this.send({ kind: "hello", view: this.viewId, version: this.doc.oplogVersion().encode() });
+    this.send({ kind: "hello", view: this.viewId, version: this.doc.oplogVersion().encode(), ...this.branchField() });
   }
 
   // --- local updates ------------------------------------------------------------------------
@@ -363,7 +421,7 @@ export class SyncClient {
     if (updates.length === 0) return;
     this.stats.updatesSent++;
     this.stats.updateBuffersSent += updates.length;
-    this.send({ kind: "update", view: this.viewId, updates });
+    this.send({ kind: "update", view: this.viewId, updates, ...this.branchField() });
   }
 
   // --- incoming -----------------------------------------------------------------------------
@@ -378,12 +436,28 @@ export class SyncClient {
       console.warn(`${LOG_PREFIX} dropped a malformed kernel message`, err);
       return;
     }
-    if (message === null || !isForView(message, this.viewId)) return;
+    if (message === null || !isForView(message, this.viewId) || !this.isForBranch(message)) return;
     this.kernelAnswering = true;
     try {
       this.dispatch(message);
     } catch (err) {
       console.error(`${LOG_PREFIX} failed to handle ${message.kind}`, err);
+    }
+  }
+
+  /** Whether a message about a branch's document is about this client's branch. */
+  private isForBranch(message: ServerMessage): boolean {
+    switch (message.kind) {
+      case "update":
+      case "saved":
+      case "run_started":
+      case "result":
+      case "error":
+        return message.branch === undefined || message.branch === this.branchName;
+      case "welcome":
+        return this.branchName === null || message.branch === this.branchName;
+      default:
+        return true;
     }
   }
 
@@ -422,12 +496,25 @@ export class SyncClient {
       case "restored":
         this.emit("restored", message);
         break;
+      case "branches":
+        this.emit("branches", message);
+        break;
+      case "branch_created":
+        this.emit("branch_created", message);
+        break;
+      case "merge_preview":
+        this.emit("merge_preview", message);
+        break;
+      case "merged":
+        this.emit("merged", message);
+        break;
       default:
         assertNever(message);
     }
   }
 
   private onWelcome(message: Welcome): void {
+    this.branchName = message.branch; // from now on every message names it
     if (message.missing.byteLength > 0) this.importUpdates([message.missing], false);
     const kernel = decodeVersion(message.version);
     // Anything we have beyond the kernel (including what was queued before this welcome).

@@ -1,8 +1,12 @@
 /**
  * The anywidget entry: `export default { render }`.
  *
- * Each `render({ model, el })` is one view: its own Loro replica (random peer id), sync client,
- * editors and one AbortController; the returned cleanup function tears all of it down.
+ * Each `render({ model, el })` is one view. A view shows one branch of the room: {@link mount}
+ * builds its Loro replica (random peer id), sync client, editors and toolbar for that branch, and
+ * switching branch tears the mount down and mounts the other branch (same view id, new replica).
+ * The view's choice is kept per room in sessionStorage (a reload stays on it); without one it
+ * follows the kernel's checked-out branch (trait `branch`). The returned cleanup function tears
+ * everything down.
  * Kernel messages arrive as `msg:custom` (content, buffers as DataViews); messages go out with
  * `model.send(content, undefined, buffers)` — buffers are the third argument.
  *
@@ -12,7 +16,7 @@
 import "./widget.css";
 import { decodeFrontiers } from "loro-crdt";
 import { fromBase64Url } from "./history";
-import { LOG_PREFIX, type ErrorMessage, type RawBuffer, type RequestId, type VersionId, type VersionInfo } from "./protocol";
+import { LOG_PREFIX, randomId, type BranchInfo, type ErrorMessage, type RawBuffer, type RequestId, type VersionId, type VersionInfo } from "./protocol";
 import { Presence } from "./presence";
 import { SyncClient } from "./sync";
 import { CellList, type CellOutcome } from "./ui/cells";
@@ -20,7 +24,9 @@ import { h } from "./ui/dom";
 import { UndoScopes } from "./ui/editor";
 import { CLOCK_ICON, HistoryPanel, PreviewView } from "./ui/history";
 import { PresenceBar, displayName } from "./ui/presence";
+import { BranchBar } from "./ui/branches";
 import { StatusBadge } from "./ui/status";
+import { UndoControls } from "./ui/undo";
 
 type Handler = (...args: never[]) => void;
 
@@ -48,9 +54,9 @@ class Banner {
 
   constructor(private readonly signal: AbortSignal) {}
 
-  show(message: string, code?: string): void {
+  show(message: string, code?: string, tone: "error" | "info" = "error"): void {
     const close = h("button", { type: "button", class: "snb-btn snb-banner-close", "aria-label": "Dismiss", title: "Dismiss" }, "×");
-    const item = h("div", { class: "snb-banner", testid: "snb-banner", role: "alert", "data-code": code },
+    const item = h("div", { class: `snb-banner snb-banner-${tone}`, testid: "snb-banner", role: tone === "error" ? "alert" : "status", "data-code": code },
       h("span", { class: "snb-banner-text" }, message),
       close,
     );
@@ -60,21 +66,38 @@ class Banner {
   }
 }
 
-function render({ model, el }: RenderProps): () => void {
+/** What a mount needs from the view around it. */
+interface MountOptions {
+  /** The branch to show. */
+  branch: string;
+  viewId: string;
+  /** The room's branches as last reported (a new mount shows them before its welcome). */
+  branches: BranchInfo[];
+  /** Show another branch (`null`: forget this view's choice and follow the kernel's). */
+  switchTo(branch: string | null): void;
+  /** The kernel reported its branches (kept for the next mount). */
+  onBranches(branches: BranchInfo[]): void;
+}
+
+/** Build one branch's view into `el`; returns its teardown. */
+function mount(model: AnyModel, el: HTMLElement, options: MountOptions): () => void {
   const controller = new AbortController();
   const { signal } = controller;
   const cleanups: (() => void)[] = [];
 
   const sync = new SyncClient({
     author: trait(model, "author"),
+    branch: options.branch,
+    viewId: options.viewId,
     send: (content, buffers) => model.send(content, undefined, buffers),
   });
   const undo = new UndoScopes(sync.doc);
   const who = displayName(trait(model, "author"));
-  const presence = new Presence({ viewId: sync.viewId, name: who.name, send: (update) => sync.sendAwareness(update) });
+  const presence = new Presence({ viewId: sync.viewId, name: who.name, branch: options.branch, send: (update) => sync.sendAwareness(update) });
   const presenceBar = new PresenceBar({ presence, signal, fixedName: who.fixed });
   const outcomes = new Map<string, CellOutcome>();
   const banner = new Banner(signal);
+  const undoControls = new UndoControls({ scopes: undo, signal });
 
   const cells = new CellList({
     doc: sync.doc,
@@ -92,7 +115,19 @@ function render({ model, el }: RenderProps): () => void {
 
   const status = new StatusBadge(sync.getStatus());
   const room = h("span", { class: "snb-room", title: "Room" }, trait(model, "room_id") || "notebook");
-  const branch = h("span", { class: "snb-branch", title: "Branch" }, trait(model, "branch") || "main");
+  // --- branches: picker, new branch (from now or from the previewed version), merge
+  let branchRequest: RequestId | null = null;
+  let mergeRequest: RequestId | null = null;
+  const branchBar = new BranchBar({
+    signal,
+    origin: () => (previewing ? "the version you are previewing" : `the current state of ${options.branch}`),
+    onSwitch: (name) => options.switchTo(name),
+    onCreate: (name) => void (branchRequest = sync.createBranch(name, previewing?.version.id, presence.name)),
+    onMergePreview: (into) => void (mergeRequest = sync.merge(options.branch, into, true)),
+    onMerge: (into) => void (mergeRequest = sync.merge(options.branch, into, false)),
+  });
+  branchBar.setShown(options.branch);
+  branchBar.setBranches(options.branches);
   const addButton = h("button", { type: "button", class: "snb-btn snb-add", testid: "snb-add-cell", title: "Add a SQL cell at the end" },
     "+ SQL cell",
   );
@@ -145,8 +180,10 @@ function render({ model, el }: RenderProps): () => void {
     cells.syncRoots();
   }
 
-  const root = h("div", { class: "snb-root", testid: "snb-root", "data-view": sync.viewId },
-    h("div", { class: "snb-toolbar" }, room, branch, historyButton, h("span", { class: "snb-spacer" }), presenceBar.el, status.el),
+  // Focusable (tabindex -1), so a click anywhere in the widget keeps its undo keys here.
+  const root = h("div", { class: "snb-root", testid: "snb-root", "data-view": sync.viewId, tabindex: "-1" },
+    h("div", { class: "snb-toolbar" }, room, branchBar.el, historyButton, undoControls.el, h("span", { class: "snb-spacer" }), presenceBar.el, status.el),
+    branchBar.panel,
     history.el,
     banner.el,
     previewHost,
@@ -154,10 +191,7 @@ function render({ model, el }: RenderProps): () => void {
     footer,
   );
   el.append(root);
-
-  const onBranch = () => void (branch.textContent = trait(model, "branch") || "main");
-  model.on("change:branch", onBranch);
-  cleanups.push(() => model.off("change:branch", onBranch));
+  undoControls.bindKeys(root);
 
   const onMessage = (content: unknown, buffers?: readonly RawBuffer[]) => sync.handle(content, buffers);
   model.on("msg:custom", onMessage);
@@ -199,13 +233,36 @@ function render({ model, el }: RenderProps): () => void {
       presence.onWelcome();
       cells.setConnected();
       room.textContent = w.room;
-      branch.textContent = w.branch;
+    }),
+    sync.on("branches", (m) => {
+      options.onBranches(m.branches);
+      branchBar.setBranches(m.branches);
+    }),
+    sync.on("branch_created", (m) => {
+      if (m.id === branchRequest) options.switchTo(m.name);
+    }),
+    sync.on("merge_preview", (m) => {
+      if (m.id === mergeRequest) branchBar.showMergePreview(m);
+    }),
+    sync.on("merged", (m) => {
+      if (m.id !== mergeRequest) return;
+      mergeRequest = null;
+      branchBar.closeForms();
+      banner.show(`Merged ${m.source} into ${m.into}.`, "merged", "info");
     }),
     sync.on("run_started", (m) => finish(m.cell, { ...outcomes.get(m.cell), running: true })),
     sync.on("result", (m) => finish(m.cell, { running: false, result: m })),
     sync.on("error", (m: ErrorMessage) => {
       if (m.cell !== undefined) finish(m.cell, { running: false, error: m });
       else banner.show(m.message, m.code);
+      if (m.code === "branch_not_found" && !sync.isWelcomed()) {
+        options.switchTo(null); // the branch this view remembered is gone
+        return;
+      }
+      if (m.id !== undefined && m.id === mergeRequest) {
+        mergeRequest = null;
+        branchBar.closeForms();
+      }
       if (previewing && m.id === previewing.id) {
         previewing = null;
         previewHost.classList.remove("snb-loading");
@@ -239,6 +296,53 @@ function render({ model, el }: RenderProps): () => void {
     cells.destroy();
     undo.free();
     root.remove();
+  };
+}
+
+const MAIN = "main";
+
+/** sessionStorage key of the branch this tab shows for a room. */
+function branchKey(model: AnyModel): string {
+  return `sqlrooms_nb.branch.${trait(model, "room_id")}`;
+}
+
+function storage(): Storage | null {
+  try {
+    return globalThis.sessionStorage ?? null;
+  } catch {
+    return null; // blocked storage (sandboxed iframe, privacy settings)
+  }
+}
+
+function render({ model, el }: RenderProps): () => void {
+  const viewId = randomId();
+  let branches: BranchInfo[] = [];
+  let unmount: (() => void) | null = null;
+  const show = (branch: string) => {
+    unmount?.();
+    unmount = mount(model, el, {
+      branch,
+      viewId,
+      branches,
+      switchTo: (name) => {
+        if (name === null) storage()?.removeItem(branchKey(model));
+        else storage()?.setItem(branchKey(model), name);
+        // Not from inside the handler that asked: the mount being replaced is still on the stack.
+        queueMicrotask(() => show(name ?? (trait(model, "branch") || MAIN)));
+      },
+      onBranches: (list) => void (branches = list),
+    });
+  };
+  // A change of the kernel's checked-out branch moves the views that never picked one.
+  const onBranch = () => {
+    if (!storage()?.getItem(branchKey(model))) show(trait(model, "branch") || MAIN);
+  };
+  model.on("change:branch", onBranch);
+  show(storage()?.getItem(branchKey(model)) || trait(model, "branch") || MAIN);
+  return () => {
+    model.off("change:branch", onBranch);
+    unmount?.();
+    unmount = null;
   };
 }
 

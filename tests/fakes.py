@@ -20,9 +20,10 @@ class FakeView:
     can model delay by pumping late). ``received`` keeps every decoded message for asserts.
     """
 
-    def __init__(self, room: Any, name: str):
+    def __init__(self, room: Any, name: str, branch: str | None = None):
         self.room = room
         self.view = name
+        self.branch = branch  # None: the kernel's checked-out branch (learnt from welcome)
         self.doc = nb.new_doc()
         self.inbox: list[tuple[dict[str, Any], list[bytes]]] = []
         self.received: list[dict[str, Any]] = []
@@ -34,7 +35,8 @@ class FakeView:
         )
 
     def send(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
-        self.room.receive({**content, "view": self.view}, buffers or [])
+        branch = {"branch": self.branch} if self.branch else {}
+        self.room.receive({"view": self.view, **branch, **content}, buffers or [])
 
     def hello(self) -> None:
         self.send({"kind": "hello"}, [self.doc.oplog_vv.encode()])
@@ -46,7 +48,10 @@ class FakeView:
             kind = content["kind"]
             if content.get("to") not in (None, self.view):
                 continue
+            if kind in ("update", "saved") and content["branch"] != self.branch:
+                continue  # another branch's document, as js/sync.ts ignores it
             if kind == "welcome":
+                self.branch = content["branch"]
                 if buffers[0]:
                     self.doc.import_(buffers[0])
                 self.saved = VersionVector.decode(buffers[2])

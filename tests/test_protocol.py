@@ -224,8 +224,52 @@ def test_every_server_message_type_encodes_to_its_kind():
         ),
         p.Preview(to=p.ViewId("v"), id=p.RequestId("r"), version="AQI", cells=(), diff=()),
         p.Restored(to=p.ViewId("v"), id=p.RequestId("r"), version="AQI", current="AQM"),
+        p.Branches(branches=(), current="main"),
+        p.BranchCreated(to=p.ViewId("v"), id=p.RequestId("r"), name="b"),
+        p.MergePreview(
+            to=p.ViewId("v"), id=p.RequestId("r"), source="b", into="main", cells=(), diff=()
+        ),
+        p.Merged(to=p.ViewId("v"), id=p.RequestId("r"), source="b", into="main", current="AQM"),
     ]
     assert sorted(p.encode_server(m).content["kind"] for m in samples) == sorted(p.SERVER_KINDS)
+
+
+def test_document_messages_name_their_branch_and_default_to_none():
+    hello = p.decode_client({"kind": "hello", "view": "v", "branch": "what-if"}, [b""])
+    assert isinstance(hello, p.Hello) and hello.branch == "what-if"
+    update = p.decode_client({"kind": "update", "view": "v"}, [b"u"])
+    assert isinstance(update, p.ClientUpdate) and update.branch is None
+    run = p.decode_client({"kind": "run", "view": "v", "id": "r", "cell": "c", "branch": "b"}, [])
+    assert isinstance(run, p.Run) and run.branch == "b"
+    out = p.encode_server(p.ServerUpdate(origin=None, updates=(b"u",), branch="b"))
+    assert out.content == {"kind": "update", "origin": None, "branch": "b"}
+    assert p.encode_server(p.Saved(version=b"v", branch="b")).content["branch"] == "b"
+
+
+def test_branch_and_merge_requests_decode_and_bad_names_are_refused():
+    made = p.decode_client(
+        {"kind": "branch", "view": "v", "id": "r", "name": "what-if", "at": "AQI", "author": "ana"},
+        [],
+    )
+    assert made == p.BranchRequest(
+        view=p.ViewId("v"), id=p.RequestId("r"), name="what-if", at="AQI", author="ana"
+    )
+    merge = p.decode_client(
+        {"kind": "merge", "view": "v", "id": "r", "source": "b", "into": "main", "preview": True},
+        [],
+    )
+    assert merge == p.MergeRequest(
+        view=p.ViewId("v"), id=p.RequestId("r"), source="b", into="main", preview=True
+    )
+    for bad in ("../x", "a/b", "..", "x" * 129, "quote'd", ""):
+        with pytest.raises(ProtocolError, match="name"):
+            p.decode_client({"kind": "branch", "view": "v", "id": "r", "name": bad}, [])
+        with pytest.raises(ProtocolError, match="branch"):
+            p.decode_client({"kind": "hello", "view": "v", "branch": bad}, [b""])
+    with pytest.raises(ProtocolError, match="preview"):
+        p.decode_client(
+            {"kind": "merge", "view": "v", "id": "r", "source": "b", "into": "main"}, []
+        )
 
 
 def _ts_kinds(name: str) -> tuple[str, ...]:

@@ -103,7 +103,7 @@ export class FakeKernel {
     change(this.doc);
     this.doc.commit();
     const update = this.doc.export({ mode: "update", from: before });
-    this.broadcast({ kind: "update", origin: null, updates: [update] });
+    this.broadcast({ kind: "update", origin: null, updates: [update], branch: this.branch });
     this.scheduleSave();
   }
 
@@ -137,13 +137,13 @@ export class FakeKernel {
         }
         if (imported.length > 0) {
           this.stats.relayed += imported.length;
-          this.broadcast({ kind: "update", origin: message.view, updates: imported });
+          this.broadcast({ kind: "update", origin: message.view, updates: imported, branch: this.branch });
           this.scheduleSave();
         }
         break;
       }
       case "run": {
-        this.broadcast({ kind: "run_started", id: message.id, cell: message.cell, view: message.view });
+        this.broadcast({ kind: "run_started", id: message.id, cell: message.cell, view: message.view, branch: this.branch });
         const source = findCell(this.doc, message.cell)?.text?.toString() ?? "";
         const started = this.timers.now();
         const outcome = this.runner(source, message.cell);
@@ -155,10 +155,11 @@ export class FakeKernel {
             cell: message.cell,
             name,
             elapsed_ms: this.timers.now() - started,
+            branch: this.branch,
             ...outcome,
           });
         } else {
-          this.broadcast({ kind: "error", id: message.id, cell: message.cell, ...outcome });
+          this.broadcast({ kind: "error", id: message.id, cell: message.cell, branch: this.branch, ...outcome });
         }
         break;
       }
@@ -181,7 +182,7 @@ export class FakeKernel {
   /** Mark everything durable now and tell every view (`saved`). */
   save(): void {
     this.savedVersion = this.doc.oplogVersion();
-    this.broadcast({ kind: "saved", version: this.savedVersion.encode() });
+    this.broadcast({ kind: "saved", version: this.savedVersion.encode(), branch: this.branch });
   }
 
   private scheduleSave(): void {

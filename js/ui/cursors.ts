@@ -113,7 +113,7 @@ export function presenceExtension(presence: Presence, doc: LoroDoc, cellId: Cell
         this.decorations = this.build();
         this.unsubscribe = presence.onChange(() => {
           // Only editors that show, or are about to show, a remote caret need a new pass.
-          if (this.shown || presence.peers().some((p) => !p.self && p.cell === cellId)) this.schedule();
+          if (this.shown || presence.peers().some((p) => sameCell(p, presence, cellId))) this.schedule();
         });
       }
 
@@ -140,7 +140,7 @@ export function presenceExtension(presence: Presence, doc: LoroDoc, cellId: Cell
       build(): DecorationSet {
         const length = this.view.state.doc.length;
         const ranges: Range<Decoration>[] = [];
-        const here = presence.peers().filter((p: Peer) => !p.self && p.cell === cellId);
+        const here = presence.peers().filter((p: Peer) => sameCell(p, presence, cellId));
         for (const peer of here) {
           const sel = resolveSelection(doc, peer);
           if (!sel) continue;
@@ -183,4 +183,9 @@ export function presenceExtension(presence: Presence, doc: LoroDoc, cellId: Cell
   });
 
   return [plugin, report, theme];
+}
+
+/** Whether another view's selection is in this cell of this branch (ids repeat across branches). */
+function sameCell(peer: Peer, presence: Presence, cellId: CellId): boolean {
+  return !peer.self && peer.cell === cellId && (peer.branch ?? presence.branch) === presence.branch;
 }

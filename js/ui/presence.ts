@@ -72,7 +72,7 @@ export class PresenceBar {
 
   render(): void {
     const peers = this.options.presence.peers();
-    const key = JSON.stringify(peers.map((p) => [p.view, p.name, p.color, p.self]));
+    const key = JSON.stringify(peers.map((p) => [p.view, p.name, p.color, p.self, p.branch]));
     if (key === this.last) return; // cursor moves do not touch the avatars
     this.last = key;
     this.el.replaceChildren(...peers.map((p) => this.avatar(p)));
@@ -80,7 +80,8 @@ export class PresenceBar {
 
   private avatar(peer: Peer): HTMLElement {
     const you = peer.self;
-    const title = you ? `${peer.name} (you)${this.options.fixedName ? "" : " · click to rename"}` : peer.name;
+    const where = peer.branch && peer.branch !== this.options.presence.branch ? ` · on branch ${peer.branch}` : "";
+    const title = you ? `${peer.name} (you)${this.options.fixedName ? "" : " · click to rename"}` : `${peer.name}${where}`;
     const el = h("span", {
       class: `snb-presence-peer${you ? " snb-presence-self" : ""}`,
       testid: "snb-presence-peer",
@@ -89,6 +90,7 @@ export class PresenceBar {
       "aria-label": title,
       "data-view": peer.view,
       "data-name": peer.name,
+      "data-branch": peer.branch,
       "data-self": you ? "true" : undefined,
       tabindex: you && !this.options.fixedName ? 0 : undefined,
     }, initials(peer.name));

@@ -42,6 +42,15 @@ class CellNotFoundError(SqlRoomsError, KeyError):
         return str(self.args[0]) if self.args else "cell not found"
 
 
+class BranchNotFoundError(SqlRoomsError, KeyError):
+    """The room has no branch of that name (create it with ``room.branch(name)``)."""
+
+    code = "branch_not_found"
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else "branch not found"
+
+
 class ProtocolError(SqlRoomsError):
     """A message from a browser view is malformed, unknown or not acceptable.
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from loro import ID, CounterSpan, Frontiers, IdSpan, LoroDoc
+from loro import ID, CounterSpan, Frontiers, IdSpan, LoroDoc, VersionVector
 
 from . import notebook as nb
 from .errors import ValidationError
@@ -255,17 +255,29 @@ def sessions(
         else:
             groups.append([change])
     out: list[Version] = []
+    # The version a session ends at is the document as of its last change in this order: every
+    # change up to it (a Lamport-ordered prefix is causally closed), not only that change's own
+    # past, so changes concurrent with it (another view typing, a merged branch) are included
+    # and the newest session is the current version. Walking newest first, each session's
+    # changes are taken off the version vector once it is listed.
+    ends = {peer: end for peer, (_, end) in doc.oplog_vv.to_spans().inner().items()}
     for group in reversed(groups):
         end = datetime.fromtimestamp(group[-1].time, tz=timezone.utc)
         if since is not None and end < since:
             break
-        out.append(_version(group, stats))
+        vv = VersionVector()  # type: ignore[no-untyped-call]  # untyped in the stubs
+        for peer, counter in ends.items():
+            if counter > 0:
+                vv.set_end(ID(peer, counter))
+        out.append(_version(group, stats, doc.vv_to_frontiers(vv)))
         if limit is not None and len(out) >= limit:
             break
+        for change in group:
+            ends[change.peer] = min(ends[change.peer], change.counter_start)
     return out
 
 
-def _version(group: list[Change], stats: Any) -> Version:
+def _version(group: list[Change], stats: Any, frontiers: Frontiers) -> Version:
     last = group[-1]
     per = [stats(c) for c in group]
     cells: dict[str, None] = {}
@@ -284,7 +296,6 @@ def _version(group: list[Change], stats: Any) -> Version:
         summary = f"{who} edited {n} cell{'s' if n != 1 else ''} (+{added} -{removed} chars)"
     else:
         summary = f"{who} changed the notebook's structure"
-    frontiers = Frontiers.from_id(ID(last.peer, last.counter_end - 1))
     return Version(
         id=version_id(frontiers),
         time=end,

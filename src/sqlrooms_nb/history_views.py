@@ -15,9 +15,12 @@ extensions loaded by path from their wheels, nothing installed), and views in sc
 - ``updates``   the flushed batches (without their bytes): seq, change count, sizes, times
 - ``snapshots`` the stored snapshots (without their bytes)
 - ``tags``      named versions
+- ``branches``  every branch of the room (all branches, ``main`` included) and its lineage:
+                parent, fork version, who made it and when, where it was last merged
 
-The views are (re)created each time a room opens on the connection, so they follow the most
-recently opened room. In a file-backed user database they are stored like any view.
+The views are (re)created each time a room opens on the connection or checks out a branch,
+so they follow the most recently opened room and its checked-out branch. In a file-backed
+user database they are stored like any view.
 """
 
 from __future__ import annotations
@@ -81,6 +84,12 @@ def create_history_views(
             "snapshots": f"SELECT seq, writer, change_count, byte_length, created_at "
             f"FROM {src}.snapshots {where}",
             "tags": f"SELECT name, version, created_by, created_at FROM {src}.tags {where}",
+            "branches": "SELECT 'main' AS name, NULL::VARCHAR AS parent, "
+            "NULL::VARCHAR AS fork_version, NULL::VARCHAR AS created_by, "
+            "NULL::TIMESTAMPTZ AS created_at, NULL::VARCHAR AS merged_into, "
+            "NULL::TIMESTAMPTZ AS merged_at UNION ALL "
+            "SELECT name, parent, fork_version, created_by, created_at, merged_into, merged_at "
+            f"FROM {src}.branches WHERE room = {_literal(room)}",
             "sessions": _SESSIONS.format(gap=int(IDLE_GAP_S), schema=HISTORY_SCHEMA),
         }
         cur.execute(f"CREATE SCHEMA IF NOT EXISTS {HISTORY_SCHEMA}")

@@ -57,7 +57,13 @@ def new_doc() -> LoroDoc:
     The peer id is Loro's random one; never reuse a peer id across sessions (replicas would
     diverge silently after a stale snapshot).
     """
-    doc = LoroDoc()  # type: ignore[no-untyped-call]  # loro's stubs leave __new__ untyped
+    return configure(LoroDoc())  # type: ignore[no-untyped-call]  # loro's stubs: untyped __new__
+
+
+def configure(doc: LoroDoc) -> LoroDoc:
+    """Apply the per-replica settings (not part of the document, so a ``fork`` lacks them):
+    record commit timestamps, and merge a peer's commits into one change only within
+    :data:`CHANGE_MERGE_INTERVAL_S`. Returns ``doc``."""
     doc.set_record_timestamp(True)
     # Loro merges a peer's consecutive commits into one change for up to 1000 s by default;
     # history groups edit sessions by pauses of a minute, so changes must be finer than that.

@@ -10,40 +10,52 @@ the widget twice share one model), so a message meant for one view carries ``to`
 view's id and the others ignore it. Relayed updates carry ``origin`` = the sending view's id
 (``None`` for kernel-made changes) so the sender can skip its own bytes.
 
+Branches: a room has one document per branch, and each view shows and edits one of them.
+Messages about a document carry ``branch`` (client messages may leave it out, meaning the
+kernel's checked-out branch); views ignore server messages of branches they do not show.
+
 View -> kernel ("client" messages)
 ----------------------------------
-``hello``   {view}                      buffers: [oplog version vector] (``VersionVector.encode``)
-            The first thing a view sends, and again after any gap. The kernel answers ``welcome``.
-``update``  {view}                      buffers: [update, ...]  one or more Loro update blobs
-``run``     {view, id, cell}            run a SQL cell; replies are broadcast (``run_started``,
+``hello``   {view, branch?}             buffers: [oplog version vector] (``VersionVector.encode``)
+            The first thing a view sends, and again after any gap (or to switch branch, with
+            an empty replica). The kernel answers ``welcome``, then ``branches``.
+``update``  {view, branch?}             buffers: [update, ...]  one or more Loro update blobs
+``run``     {view, id, cell, branch?}   run a SQL cell; replies are broadcast (``run_started``,
                                         then ``result`` or ``error``), echoing ``id``.
 ``ping``    {view, id}                  liveness; answered by ``pong``.
 ``awareness`` {view}                    buffers: [one Loro ``EphemeralStore`` encoded update]
             the view's presence (name, colour, selection); it may only touch the view's own
             entry. Relayed to every view; never persisted.
-``history`` {view, id, offset?, limit?} edit sessions newest first, skipping ``offset`` (int >= 0,
-            default 0) and returning at most ``limit`` (1-200, default 50); answered by
-            ``history``.
-``preview`` {view, id, version}         the cells at ``version`` and their diff against the
+``history`` {view, id, offset?, limit?, branch?}  edit sessions newest first, skipping
+            ``offset`` (int >= 0, default 0) and returning at most ``limit`` (1-200, default
+            50); answered by ``history``.
+``preview`` {view, id, version, branch?} the cells at ``version`` and their diff against the
             current state; answered by ``preview`` (the live document is untouched).
-``restore`` {view, id, version, author?} make ``version`` current as a new change (the change's
-            message notes the restore, by ``author``, at most 64 characters); the change
-            reaches every view as an ``update``; answered by ``restored``.
+``restore`` {view, id, version, author?, branch?}  make ``version`` current as a new change
+            (the change's message notes the restore, by ``author``, at most 64 characters);
+            the change reaches every view as an ``update``; answered by ``restored``.
+``branch``  {view, id, name, source?, at?, author?}  create branch ``name`` from ``source``
+            (default: the kernel's checked-out branch) at version ``at`` (default: its current
+            version); answered by ``branch_created``, then ``branches`` to everyone.
+``merge``   {view, id, source, into, preview}  merge branch ``source`` into ``into``
+            (a CRDT import of the changes ``into`` lacks). With ``preview`` true nothing
+            changes and the answer is ``merge_preview``; otherwise the merged changes reach
+            ``into``'s views as an ``update`` and the answer is ``merged``.
 
 Kernel -> views ("server" messages)
 -----------------------------------
 ``welcome`` {to, room, branch, protocol} buffers: [updates the view lacks, kernel oplog version
             vector, saved version vector]. The view imports buffer 0, then sends an ``update``
             with whatever it has beyond the kernel's version vector (if anything).
-``update``  {origin}                    buffers: [update, ...]  every update the kernel imported
+``update``  {origin, branch}            buffers: [update, ...]  every update the kernel imported
             or made, re-broadcast to all views.
-``saved``   {}                          buffers: [version vector]  everything up to this version
+``saved``   {branch}                    buffers: [version vector]  everything up to this version
             is durable in the lake.
-``run_started`` {id, cell, view}        a run began (``view`` = who asked, ``None`` for Python).
-``result``  {id, cell, name, rows, columns, shown, elapsed_ms}  buffers: [Arrow IPC stream of
-            the first ``shown`` rows]. ``rows`` is the total row count, ``columns`` a list of
-            ``{"name", "type"}`` (DuckDB type names).
-``error``   {to?, id?, cell?, code, message, line?, column?}  a tagged error (see
+``run_started`` {id, cell, view, branch}  a run began (``view`` = who asked, ``None`` for Python).
+``result``  {id, cell, name, rows, columns, shown, elapsed_ms, branch}  buffers: [Arrow IPC
+            stream of the first ``shown`` rows]. ``rows`` is the total row count, ``columns``
+            a list of ``{"name", "type"}`` (DuckDB type names).
+``error``   {to?, id?, cell?, branch?, code, message, line?, column?}  a tagged error (see
             :mod:`sqlrooms_nb.errors`); ``line``/``column`` are 0-based.
 ``pong``    {to, id}
 ``awareness`` {origin}                  buffers: [``EphemeralStore`` encoded update]. A view's
@@ -58,6 +70,15 @@ Kernel -> views ("server" messages)
             to the current state (0-based indexes, ``None`` where absent; ``diff`` unified).
 ``restored`` {to, id, version, current}  the restore of ``version`` is committed; ``current`` is
             the new current version id.
+``branches`` {branches, current}       every branch of the room: ``[{name, parent, fork_version,
+            created_by, created_at, merged_into, merged_at}]`` (times ISO 8601 UTC or ``None``),
+            ``main`` first; ``current`` is the kernel's checked-out branch. Sent after each
+            ``welcome`` and to everyone whenever the list changes.
+``branch_created`` {to, id, name}      the branch exists (the view may switch to it).
+``merge_preview`` {to, id, source, into, cells, diff}  what ``into`` would hold after the merge
+            (same shapes as ``preview``; ``diff`` from ``into`` now to the merged result).
+``merged``  {to, id, source, into, current}  the merge is committed; ``current`` is ``into``'s
+            new version id.
 
 Bad version ids are answered by ``error`` addressed to the view with the request's ``id``.
 
@@ -75,7 +96,7 @@ from typing import Any, Literal, NewType
 
 from .errors import ProtocolError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 """Bumped whenever a message changes shape; views send nothing the kernel cannot read."""
 
 MAX_UPDATE_BYTES = 32 * 1024 * 1024
@@ -84,13 +105,15 @@ MAX_UPDATE_BYTES = 32 * 1024 * 1024
 ViewId = NewType("ViewId", str)
 RequestId = NewType("RequestId", str)
 
-CLIENT_KINDS = ("hello", "update", "run", "ping", "awareness", "history", "preview", "restore")
+CLIENT_KINDS = ("hello", "update", "run", "ping", "awareness", "history", "preview", "restore", "branch", "merge")  # noqa: E501  # fmt: skip
 # Each tuple stays on one line (js/protocol.ts and the tests parse these lines).
-SERVER_KINDS = ("welcome", "update", "saved", "run_started", "result", "error", "pong", "awareness", "history", "preview", "restored")  # noqa: E501  # fmt: skip
+SERVER_KINDS = ("welcome", "update", "saved", "run_started", "result", "error", "pong", "awareness", "history", "preview", "restored", "branches", "branch_created", "merge_preview", "merged")  # noqa: E501  # fmt: skip
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _CELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _VERSION = re.compile(r"^[A-Za-z0-9_-]{1,4096}$")
+_NAME = re.compile(r"^(?!\.+$)[A-Za-z0-9_.-]{1,128}$")
+"""Branch names (the room-id rule: 1-128 of ``[A-Za-z0-9_.-]``, not only dots)."""
 
 HISTORY_PAGE = 50
 """Sessions in a ``history`` reply when the request gives no ``limit``."""
@@ -109,6 +132,7 @@ class Hello:
 
     view: ViewId
     version: bytes
+    branch: str | None = None
     kind: Literal["hello"] = "hello"
 
 
@@ -118,6 +142,7 @@ class ClientUpdate:
 
     view: ViewId
     updates: tuple[bytes, ...]
+    branch: str | None = None
     kind: Literal["update"] = "update"
 
 
@@ -128,6 +153,7 @@ class Run:
     view: ViewId
     id: RequestId
     cell: str
+    branch: str | None = None
     kind: Literal["run"] = "run"
 
 
@@ -157,6 +183,7 @@ class HistoryRequest:
     id: RequestId
     offset: int = 0
     limit: int = HISTORY_PAGE
+    branch: str | None = None
     kind: Literal["history"] = "history"
 
 
@@ -167,6 +194,7 @@ class PreviewRequest:
     view: ViewId
     id: RequestId
     version: str
+    branch: str | None = None
     kind: Literal["preview"] = "preview"
 
 
@@ -178,7 +206,34 @@ class RestoreRequest:
     id: RequestId
     version: str
     author: str = ""
+    branch: str | None = None
     kind: Literal["restore"] = "restore"
+
+
+@dataclass(frozen=True)
+class BranchRequest:
+    """Create branch ``name`` from ``source`` (``None``: the checked-out branch) at version
+    ``at`` (``None``: its current version); ``author`` ("" = the kernel's) made it."""
+
+    view: ViewId
+    id: RequestId
+    name: str
+    source: str | None = None
+    at: str | None = None
+    author: str = ""
+    kind: Literal["branch"] = "branch"
+
+
+@dataclass(frozen=True)
+class MergeRequest:
+    """Merge branch ``source`` into ``into``; with ``preview`` only say what it would do."""
+
+    view: ViewId
+    id: RequestId
+    source: str
+    into: str
+    preview: bool
+    kind: Literal["merge"] = "merge"
 
 
 ClientMessage = (
@@ -190,6 +245,8 @@ ClientMessage = (
     | HistoryRequest
     | PreviewRequest
     | RestoreRequest
+    | BranchRequest
+    | MergeRequest
 )
 
 
@@ -215,6 +272,7 @@ class ServerUpdate:
 
     origin: ViewId | None
     updates: tuple[bytes, ...]
+    branch: str = "main"
     kind: Literal["update"] = "update"
 
 
@@ -223,6 +281,7 @@ class Saved:
     """Everything up to ``version`` (encoded version vector) is durable in the lake."""
 
     version: bytes
+    branch: str = "main"
     kind: Literal["saved"] = "saved"
 
 
@@ -233,6 +292,7 @@ class RunStarted:
     id: RequestId | None
     cell: str
     view: ViewId | None
+    branch: str = "main"
     kind: Literal["run_started"] = "run_started"
 
 
@@ -256,6 +316,7 @@ class Result:
     shown: int
     elapsed_ms: float
     arrow: bytes
+    branch: str = "main"
     kind: Literal["result"] = "result"
 
 
@@ -270,6 +331,7 @@ class Error:
     cell: str | None = None
     line: int | None = None
     column: int | None = None
+    branch: str | None = None
     kind: Literal["error"] = "error"
 
 
@@ -373,6 +435,64 @@ class Restored:
     kind: Literal["restored"] = "restored"
 
 
+@dataclass(frozen=True)
+class BranchInfo:
+    """One branch and its lineage (times ISO 8601 UTC strings, ``None`` where unknown)."""
+
+    name: str
+    parent: str | None
+    fork_version: str | None
+    created_by: str
+    created_at: str | None
+    merged_into: str | None
+    merged_at: str | None
+
+
+@dataclass(frozen=True)
+class Branches:
+    """Every branch of the room, ``main`` first; ``current`` is the kernel's checked-out one."""
+
+    branches: tuple[BranchInfo, ...]
+    current: str
+    kind: Literal["branches"] = "branches"
+
+
+@dataclass(frozen=True)
+class BranchCreated:
+    """Answer to :class:`BranchRequest`."""
+
+    to: ViewId
+    id: RequestId
+    name: str
+    kind: Literal["branch_created"] = "branch_created"
+
+
+@dataclass(frozen=True)
+class MergePreview:
+    """Answer to a previewing :class:`MergeRequest`: ``into``'s cells after the merge, and the
+    diff from ``into`` now to them."""
+
+    to: ViewId
+    id: RequestId
+    source: str
+    into: str
+    cells: tuple[PreviewCell, ...]
+    diff: tuple[PreviewDiff, ...]
+    kind: Literal["merge_preview"] = "merge_preview"
+
+
+@dataclass(frozen=True)
+class Merged:
+    """Answer to a :class:`MergeRequest` that merged: ``current`` is ``into``'s new version."""
+
+    to: ViewId
+    id: RequestId
+    source: str
+    into: str
+    current: str
+    kind: Literal["merged"] = "merged"
+
+
 ServerMessage = (
     Welcome
     | ServerUpdate
@@ -385,6 +505,10 @@ ServerMessage = (
     | History
     | Preview
     | Restored
+    | Branches
+    | BranchCreated
+    | MergePreview
+    | Merged
 )
 
 
@@ -437,42 +561,73 @@ def decode_client(content: object, buffers: Sequence[Buffer] | None) -> ClientMe
     bufs = [bytes(b) for b in (buffers or [])]
     if sum(len(b) for b in bufs) > MAX_UPDATE_BYTES:
         raise ProtocolError(f"message buffers exceed {MAX_UPDATE_BYTES} bytes")
+    branch = _optional(content, "branch", _NAME)
     if kind == "hello":
         if len(bufs) != 1:
             raise ProtocolError("hello needs exactly one buffer: the view's version vector")
-        return Hello(view=view, version=bufs[0])
+        return Hello(view=view, version=bufs[0], branch=branch)
     if kind == "update":
         if not bufs or any(len(b) == 0 for b in bufs):
             raise ProtocolError("update needs one or more non-empty buffers")
-        return ClientUpdate(view=view, updates=tuple(bufs))
+        return ClientUpdate(view=view, updates=tuple(bufs), branch=branch)
     if kind == "awareness":
         if len(bufs) != 1 or len(bufs[0]) == 0:
             raise ProtocolError("awareness needs exactly one non-empty buffer")
         return ClientAwareness(view=view, update=bufs[0])
     request = RequestId(_str_field(content, "id"))
     if kind == "run":
-        return Run(view=view, id=request, cell=_str_field(content, "cell", _CELL_ID))
+        return Run(view=view, id=request, cell=_str_field(content, "cell", _CELL_ID), branch=branch)
     if kind == "history":
         offset = _int_field(content, "offset", 0, 0, 1 << 31)
         limit = _int_field(content, "limit", HISTORY_PAGE, 1, MAX_HISTORY_PAGE)
-        return HistoryRequest(view=view, id=request, offset=offset, limit=limit)
+        return HistoryRequest(view=view, id=request, offset=offset, limit=limit, branch=branch)
     if kind == "preview":
-        return PreviewRequest(
-            view=view, id=request, version=_str_field(content, "version", _VERSION)
-        )
+        version = _str_field(content, "version", _VERSION)
+        return PreviewRequest(view=view, id=request, version=version, branch=branch)
     if kind == "restore":
-        author = content.get("author", "")
-        if author is None:
-            author = ""
-        if not isinstance(author, str) or len(author) > 64 or "\n" in author:
-            raise ProtocolError(
-                "field 'author' must be a one-line string of at most 64 characters, "
-                f"got {author!r:.80}"
-            )
-        return RestoreRequest(
-            view=view, id=request, version=_str_field(content, "version", _VERSION), author=author
+        version = _str_field(content, "version", _VERSION)
+        author = _author_field(content)
+        return RestoreRequest(view=view, id=request, version=version, author=author, branch=branch)
+    if kind == "branch":
+        return BranchRequest(
+            view=view,
+            id=request,
+            name=_str_field(content, "name", _NAME),
+            source=_optional(content, "source", _NAME),
+            at=_optional(content, "at", _VERSION),
+            author=_author_field(content),
+        )
+    if kind == "merge":
+        preview = content.get("preview")
+        if not isinstance(preview, bool):
+            raise ProtocolError(f"field 'preview' must be true or false, got {preview!r:.80}")
+        return MergeRequest(
+            view=view,
+            id=request,
+            source=_str_field(content, "source", _NAME),
+            into=_str_field(content, "into", _NAME),
+            preview=preview,
         )
     return Ping(view=view, id=request)
+
+
+def _optional(content: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str | None:
+    """An optional string field: ``None`` when absent or null, else it must match."""
+    if content.get(name) is None:
+        return None
+    return _str_field(content, name, pattern)
+
+
+def _author_field(content: dict[str, Any]) -> str:
+    """The optional one-line ``author`` (at most 64 characters; absent or null -> "")."""
+    author = content.get("author", "")
+    if author is None:
+        author = ""
+    if not isinstance(author, str) or len(author) > 64 or "\n" in author:
+        raise ProtocolError(
+            f"field 'author' must be a one-line string of at most 64 characters, got {author!r:.80}"
+        )
+    return author
 
 
 def _int_field(content: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
@@ -503,14 +658,23 @@ def encode_server(message: ServerMessage) -> Outgoing:
             [message.missing, message.version, message.saved],
         )
     if isinstance(message, ServerUpdate):
-        return Outgoing({"kind": "update", "origin": message.origin}, list(message.updates))
+        return Outgoing(
+            {"kind": "update", "origin": message.origin, "branch": message.branch},
+            list(message.updates),
+        )
     if isinstance(message, Saved):
-        return Outgoing({"kind": "saved"}, [message.version])
+        return Outgoing({"kind": "saved", "branch": message.branch}, [message.version])
     if isinstance(message, ServerAwareness):
         return Outgoing({"kind": "awareness", "origin": message.origin}, [message.update])
     if isinstance(message, RunStarted):
         return Outgoing(
-            {"kind": "run_started", "id": message.id, "cell": message.cell, "view": message.view}
+            {
+                "kind": "run_started",
+                "id": message.id,
+                "cell": message.cell,
+                "view": message.view,
+                "branch": message.branch,
+            }
         )
     if isinstance(message, Result):
         return Outgoing(
@@ -523,6 +687,7 @@ def encode_server(message: ServerMessage) -> Outgoing:
                 "columns": [{"name": c.name, "type": c.type} for c in message.columns],
                 "shown": message.shown,
                 "elapsed_ms": message.elapsed_ms,
+                "branch": message.branch,
             },
             [message.arrow],
         )
@@ -532,7 +697,7 @@ def encode_server(message: ServerMessage) -> Outgoing:
             "code": message.code,
             "message": message.message,
         }
-        for key in ("to", "id", "cell", "line", "column"):
+        for key in ("to", "id", "cell", "branch", "line", "column"):
             value = getattr(message, key)
             if value is not None:
                 content[key] = value
@@ -570,22 +735,55 @@ def encode_server(message: ServerMessage) -> Outgoing:
                 "to": message.to,
                 "id": message.id,
                 "version": message.version,
-                "cells": [
-                    {"id": c.id, "kind": c.kind, "name": c.name, "source": c.source}
-                    for c in message.cells
-                ],
-                "diff": [
-                    {
-                        "id": d.id,
-                        "name": d.name,
-                        "status": d.status,
-                        "index_a": d.index_a,
-                        "index_b": d.index_b,
-                        "diff": d.diff,
-                    }
-                    for d in message.diff
-                ],
+                "cells": _cells_json(message.cells),
+                "diff": _diff_json(message.diff),
             }
+        )
+    if isinstance(message, MergePreview):
+        return Outgoing(
+            {
+                "kind": "merge_preview",
+                "to": message.to,
+                "id": message.id,
+                "source": message.source,
+                "into": message.into,
+                "cells": _cells_json(message.cells),
+                "diff": _diff_json(message.diff),
+            }
+        )
+    if isinstance(message, Merged):
+        return Outgoing(
+            {
+                "kind": "merged",
+                "to": message.to,
+                "id": message.id,
+                "source": message.source,
+                "into": message.into,
+                "current": message.current,
+            }
+        )
+    if isinstance(message, Branches):
+        return Outgoing(
+            {
+                "kind": "branches",
+                "branches": [
+                    {
+                        "name": b.name,
+                        "parent": b.parent,
+                        "fork_version": b.fork_version,
+                        "created_by": b.created_by,
+                        "created_at": b.created_at,
+                        "merged_into": b.merged_into,
+                        "merged_at": b.merged_at,
+                    }
+                    for b in message.branches
+                ],
+                "current": message.current,
+            }
+        )
+    if isinstance(message, BranchCreated):
+        return Outgoing(
+            {"kind": "branch_created", "to": message.to, "id": message.id, "name": message.name}
         )
     if isinstance(message, Restored):
         return Outgoing(
@@ -598,3 +796,21 @@ def encode_server(message: ServerMessage) -> Outgoing:
             }
         )
     return Outgoing({"kind": "pong", "to": message.to, "id": message.id})
+
+
+def _cells_json(cells: tuple[PreviewCell, ...]) -> list[dict[str, Any]]:
+    return [{"id": c.id, "kind": c.kind, "name": c.name, "source": c.source} for c in cells]
+
+
+def _diff_json(diff: tuple[PreviewDiff, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": d.id,
+            "name": d.name,
+            "status": d.status,
+            "index_a": d.index_a,
+            "index_b": d.index_b,
+            "diff": d.diff,
+        }
+        for d in diff
+    ]

@@ -2,15 +2,15 @@
 
 The room is where the pieces meet, and the public Python API:
 
-- the Loro document of the checked-out branch (:mod:`sqlrooms_nb.notebook` schema),
-- the sync core (:class:`~sqlrooms_nb.sync.SyncHub`) answering browser views,
-- the persister (:mod:`sqlrooms_nb.store`) writing the history to DuckLake,
+- one :class:`~sqlrooms_nb.replica.Replica` per open branch: its Loro document
+  (:mod:`sqlrooms_nb.notebook` schema), sync hub, writer to DuckLake and cell results; the
+  Python API edits the checked-out branch (``room.current_branch``), each view the branch it chose,
+- branch lineage and tags in the lake (:mod:`sqlrooms_nb.store`),
 - SQL execution (:mod:`sqlrooms_nb.query`) on the user's DuckDB connection.
 
-One fan-out path: every change — typed in a view, made through this API, or made directly on
-``room.doc`` — lands in the document first, then goes to every view and to the writer. Kernel
-commits reach the fan-out through Loro's local-update subscription; imports from views through
-the hub (Loro does not report imports as local updates).
+One fan-out path per branch: every change — typed in a view, made through this API, made
+directly on ``room.doc``, or merged in from another branch — lands in the branch's document
+first, then goes to every view and to the writer (see :mod:`sqlrooms_nb.replica`).
 
 Threads: public methods may be called from the notebook's main thread; comm messages arrive on
 the kernel's comm thread; ``saved`` acks come from the writer thread. Sends to views are
@@ -27,32 +27,44 @@ import signal
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
-from loro import LoroDoc, VersionVector
+from loro import ExportMode, LoroDoc
 
 from . import history as hist
 from . import notebook as nb
 from . import protocol as p
 from . import query
-from .errors import ClosedError, QueryError, SqlRoomsError, StorageError, ValidationError
+from .errors import (
+    BranchNotFoundError,
+    ClosedError,
+    QueryError,
+    SqlRoomsError,
+    ValidationError,
+)
 from .history_views import create_history_views
 from .presence import Presence
+from .replica import Replica
 from .store import (
+    MAIN,
+    Branch,
     FlushPolicy,
     Lake,
-    Persister,
     SavedVersion,
     Tag,
     add_tag,
+    create_branch,
+    has_rows,
+    list_branches,
     list_tags,
+    mark_merged,
     recover,
     saved_versions,
+    snapshot_table,
 )
-from .sync import SyncHub
 
 if TYPE_CHECKING:
     from .widget import SqlRoomWidget
@@ -90,17 +102,20 @@ class SqlRoom:
             data folder inside it). ``None`` means ``$SQLROOMS_NB_LAKE`` or ``.sqlrooms``.
         connection: DuckDB connection SQL cells run on (their results become views in it).
             ``None`` gives the room its own in-memory database.
-        branch: the branch to open (only ``"main"`` exists until branches are created).
+        branch: the branch the Python API edits (``"main"`` unless branches were created
+            with :meth:`branch`); views start on it and may pick another.
         author: display name recorded on this kernel's changes and offered to views.
         flush_policy: when the writer flushes (see :class:`~sqlrooms_nb.store.FlushPolicy`).
 
     On construction the room recovers the branch from the lake (latest snapshot + later
-    updates). Displaying the room (last expression of a marimo or Jupyter cell) shows the
-    widget; ``room.widget`` is the anywidget itself. ``close()`` (or leaving a ``with`` block,
-    or interpreter exit) flushes everything and writes a snapshot.
+    updates); other branches are recovered when first used. Displaying the room (last
+    expression of a marimo or Jupyter cell) shows the widget; ``room.widget`` is the anywidget
+    itself. ``close()`` (or leaving a ``with`` block, or interpreter exit) flushes every open
+    branch and writes its snapshot.
 
-    Raises :class:`ValidationError` for a bad id, :class:`StorageError` /
-    :class:`~sqlrooms_nb.errors.RecoveryError` when the lake cannot be opened or read.
+    Raises :class:`ValidationError` for a bad id, :class:`BranchNotFoundError` for a branch
+    the room does not have, :class:`StorageError` / :class:`~sqlrooms_nb.errors.RecoveryError`
+    when the lake cannot be opened or read.
     """
 
     def __init__(
@@ -109,83 +124,62 @@ class SqlRoom:
         *,
         lake: str | Any | None = None,
         connection: duckdb.DuckDBPyConnection | None = None,
-        branch: str = "main",
+        branch: str = MAIN,
         author: str | None = None,
         flush_policy: FlushPolicy | None = None,
     ) -> None:
         self.room_id = validate_room_id(room_id)
-        self.branch = validate_room_id(branch, "branch name")
+        self._branch = validate_room_id(branch, "branch name")
         self.author = author or ""
         self._lock = threading.RLock()
         self._send_lock = threading.Lock()
         self._closed = False
         self._widget: SqlRoomWidget | None = None
         self._transports: list[Deliver] = []
-        self._results: dict[str, p.Result | p.Error] = {}
-        self._change_stats: dict[tuple[int, int, int], hist.ChangeStats] = {}
+        self._policy = flush_policy or FlushPolicy()
+        self._replicas: dict[str, Replica] = {}
         self._con = connection if connection is not None else duckdb.connect()
         self._lake = Lake.open(lake)
-        # The collaboration as data for SQL cells (sqlrooms_history.*); optional, never fatal.
-        create_history_views(self._con, self._lake, self.room_id, self.branch)
         # Re-running the notebook cell that opens a room must not leave two writers on it in
         # one kernel: the earlier object is closed (flushed) before this one recovers.
         for other in list(_open_rooms):
-            if (other.room_id, other.branch, other._lake.location) == (
-                self.room_id,
-                self.branch,
-                self._lake.location,
-            ):
+            if (other.room_id, other._lake.location) == (self.room_id, self._lake.location):
                 LOG.info("[sqlrooms_nb] closing the earlier SqlRoom(%r) of this kernel", room_id)
                 other.close()
         try:
-            self._doc = nb.new_doc()
-            last_seq = recover(self._lake, self.room_id, self.branch, self._doc)
-            self._persister = Persister(
-                self._lake,
-                self.room_id,
-                self.branch,
-                self._doc,
-                writer=str(self._doc.peer_id),
-                start_seq=last_seq,
-                policy=flush_policy or FlushPolicy(),
-                on_saved=self._on_saved,
-                on_error=self._on_storage_error,
-                # exporting commits an open transaction: wait briefly for API edits to finish
-                doc_lock=self._lock,
-                author=self.author,
-            )
+            replica = self._replica(self._branch)
         except BaseException:
             self._lake.release()
             raise
+        # The collaboration as data for SQL cells (sqlrooms_history.*); optional, never fatal.
+        create_history_views(self._con, self._lake, self.room_id, self._branch)
         self._presence = Presence()  # who is here: relayed to views, never persisted
-        self._hub = SyncHub(
-            self._doc,
-            self.room_id,
-            self.branch,
-            saved_version=lambda: self._persister.saved_version,
-            on_imported=self._on_imported,
-        )
-        # Kernel-made commits (this API or direct edits on room.doc) enter the fan-out here.
-        self._local_updates = self._doc.subscribe_local_update(self._on_local_update)
-        if nb.ensure_schema(self._doc, title=self.room_id):
-            self._commit()
+        if nb.ensure_schema(replica.doc, title=self.room_id):
+            self._commit(replica.doc)
         _open_rooms.add(self)
         _flush_on_sigterm()
 
     # --- document API ------------------------------------------------------------------------
 
     @property
+    def current_branch(self) -> str:
+        """The checked-out branch: the one the Python API (and ``room.doc``) edits.
+
+        (``room.branch(name)`` creates a branch; see :meth:`branch`.)"""
+        return self._branch
+
+    @property
     def doc(self) -> LoroDoc:
-        """The kernel's Loro document of the current branch.
+        """The kernel's Loro document of the checked-out branch.
 
         Edits made on it directly (then ``doc.commit()``) reach every view and the lake.
         """
-        return self._doc
+        return self._replica().doc
 
     @property
     def cells(self) -> list[nb.Cell]:
         """All cells in display order, as plain :class:`~sqlrooms_nb.notebook.Cell` values."""
-        return nb.read_cells(self._doc)
+        return nb.read_cells(self.doc)
 
     def add_cell(
         self,
@@ -200,8 +194,8 @@ class SqlRoom:
         ``name`` is the SQL result name (a view of that name is created when the cell runs);
         ``None`` picks a free ``qN``. Raises :class:`ValidationError`.
         """
-        with self._editing():
-            return nb.add_cell(self._doc, source, name=name, kind=kind, index=index)
+        with self._editing() as doc:
+            return nb.add_cell(doc, source, name=name, kind=kind, index=index)
 
     def update_cell(
         self, cell_id: str, *, source: str | None = None, name: str | None = None
@@ -211,63 +205,67 @@ class SqlRoom:
         The source is changed by a text diff, so concurrent edits elsewhere in it survive.
         Raises :class:`~sqlrooms_nb.errors.CellNotFoundError`, :class:`ValidationError`.
         """
-        with self._editing():
-            nb.update_cell(self._doc, cell_id, source=source, name=name)
+        with self._editing() as doc:
+            nb.update_cell(doc, cell_id, source=source, name=name)
 
     def move_cell(self, cell_id: str, index: int) -> None:
         """Move a cell to 0-based position ``index``. Raises ``CellNotFoundError``."""
-        with self._editing():
-            nb.move_cell(self._doc, cell_id, index)
+        with self._editing() as doc:
+            nb.move_cell(doc, cell_id, index)
 
     def delete_cell(self, cell_id: str) -> None:
         """Delete a cell. Raises :class:`~sqlrooms_nb.errors.CellNotFoundError`."""
-        with self._editing():
-            nb.delete_cell(self._doc, cell_id)
-            self._results.pop(cell_id, None)
+        with self._editing() as doc:
+            nb.delete_cell(doc, cell_id)
+            self._replica().results.pop(cell_id, None)
 
     # --- SQL -----------------------------------------------------------------------------------
 
     def run(self, cell_id: str) -> pa.Table:
-        """Run a SQL cell and return its full result as a ``pyarrow.Table``.
+        """Run a SQL cell of the checked-out branch and return its full result as a
+        ``pyarrow.Table``.
 
-        The result becomes a view named after the cell, and every view shows it. Raises
-        :class:`~sqlrooms_nb.errors.QueryError` (0-based ``line``/``column``) if DuckDB fails,
-        ``CellNotFoundError``, or :class:`ValidationError` for a non-SQL cell.
+        The result becomes a view named after the cell, and every view of the branch shows it.
+        Raises :class:`~sqlrooms_nb.errors.QueryError` (0-based ``line``/``column``) if DuckDB
+        fails, ``CellNotFoundError``, or :class:`ValidationError` for a non-SQL cell.
         """
-        return self._run(cell_id, request=None, view=None)
+        return self._run(self._replica(), cell_id, request=None, view=None)
 
-    def _run(self, cell_id: str, *, request: p.RequestId | None, view: p.ViewId | None) -> pa.Table:
+    def _run(
+        self,
+        replica: Replica,
+        cell_id: str,
+        *,
+        request: p.RequestId | None,
+        view: p.ViewId | None,
+    ) -> pa.Table:
         self._check_open()
-        nb.find_cell(self._doc, cell_id)  # raises CellNotFoundError
-        cell = next(c for c in nb.read_cells(self._doc) if c.id == cell_id)
+        branch = replica.branch
+        nb.find_cell(replica.doc, cell_id)  # raises CellNotFoundError
+        cells = nb.read_cells(replica.doc)
+        cell = next(c for c in cells if c.id == cell_id)
         if cell.kind != "sql":
             raise ValidationError(f"cell {cell_id!r} is a {cell.kind} cell; only SQL cells run")
-        self._broadcast([p.RunStarted(id=request, cell=cell_id, view=view)])
+        self._broadcast([p.RunStarted(id=request, cell=cell_id, view=view, branch=branch)])
         try:
-            twins = [
-                c.id for c in nb.read_cells(self._doc) if c.name == cell.name and c.id != cell_id
-            ]
-            if twins:  # e.g. two views added a cell at once and both picked the next free qN
+            if any(c.name == cell.name and c.id != cell_id for c in cells):
+                # e.g. two views added a cell at once and both picked the next free qN
                 raise ValidationError(
                     f"another cell is also named {cell.name!r}: rename one of them so each "
                     "result has its own view name"
                 )
             result = query.run_cell(self._con, cell.name, cell.source)
-        except QueryError as exc:
+        except SqlRoomsError as exc:
             error = p.Error(
                 code=exc.code,
                 message=str(exc),
                 id=request,
                 cell=cell_id,
-                line=exc.line,
-                column=exc.column,
+                line=exc.line if isinstance(exc, QueryError) else None,
+                column=exc.column if isinstance(exc, QueryError) else None,
+                branch=branch,
             )
-            self._results[cell_id] = error
-            self._broadcast([error])
-            raise
-        except SqlRoomsError as exc:
-            error = p.Error(code=exc.code, message=str(exc), id=request, cell=cell_id)
-            self._results[cell_id] = error
+            replica.results[cell_id] = error
             self._broadcast([error])
             raise
         message = p.Result(
@@ -279,8 +277,9 @@ class SqlRoom:
             shown=min(result.table.num_rows, query.PREVIEW_ROWS),
             elapsed_ms=round(result.elapsed_ms, 2),
             arrow=query.to_ipc(result.table),
+            branch=branch,
         )
-        self._results[cell_id] = message
+        replica.results[cell_id] = message
         self._broadcast([message])
         return result.table
 
@@ -288,9 +287,14 @@ class SqlRoom:
 
     @property
     def version(self) -> str:
-        """The id of the current version (see :mod:`sqlrooms_nb.history`)."""
-        self._doc.commit()
-        return hist.current_version(self._doc)
+        """The id of the current version of the checked-out branch (see
+        :mod:`sqlrooms_nb.history`)."""
+        return self._version(self._replica())
+
+    @staticmethod
+    def _version(replica: Replica) -> str:
+        replica.doc.commit()
+        return hist.current_version(replica.doc)
 
     def history(
         self,
@@ -299,38 +303,41 @@ class SqlRoom:
         *,
         idle_gap_s: float = hist.IDLE_GAP_S,
     ) -> list[hist.Version]:
-        """Edit sessions, newest first, as :class:`~sqlrooms_nb.history.Version` values.
+        """Edit sessions of the checked-out branch, newest first, as
+        :class:`~sqlrooms_nb.history.Version` values.
 
         A session is consecutive changes by one author with pauses of at most ``idle_gap_s``
         seconds. ``limit`` caps how many are returned; ``since`` (aware datetime) keeps those
         that ended at or after it. Per-change statistics are computed once and cached.
         """
-        self._doc.commit()
-        cell_of = hist.container_cells(self._doc)
+        return self._history(self._replica(), limit, since, idle_gap_s)
+
+    def _history(
+        self, replica: Replica, limit: int | None, since: datetime | None, idle_gap_s: float
+    ) -> list[hist.Version]:
+        doc = replica.doc
+        doc.commit()
+        cell_of = hist.container_cells(doc)
+        cache = replica.change_stats
 
         def stats(change: hist.Change) -> hist.ChangeStats:
             key = (change.peer, change.counter_start, change.counter_end)
-            found = self._change_stats.get(key)
+            found = cache.get(key)
             if found is None:
-                found = hist.change_stats(self._doc, change, cell_of)
-                self._change_stats[key] = found
+                found = cache[key] = hist.change_stats(doc, change, cell_of)
             return found
 
         return hist.sessions(
-            self._doc,
-            stats,
-            idle_gap_s=idle_gap_s,
-            limit=limit,
-            since=since,
-            own_author=self.author,
+            doc, stats, idle_gap_s=idle_gap_s, limit=limit, since=since, own_author=self.author
         )
 
     def at(self, version: str | hist.Version) -> list[nb.Cell]:
         """The cells as they were at ``version`` (read-only; the live document is untouched).
 
-        Raises :class:`ValidationError` for an id that is not a version of this document.
+        Raises :class:`ValidationError` for an id that is not a version of this branch.
         """
-        return hist.cells_at(self._doc, hist.parse_version(self._doc, version))
+        doc = self._replica().doc
+        return hist.cells_at(doc, hist.parse_version(doc, version))
 
     def diff(
         self, a: str | hist.Version, b: str | hist.Version | None = None
@@ -345,21 +352,25 @@ class SqlRoom:
         lake stores, and that can itself be undone or restored away. Returns the new
         version's id. ``author`` names who restored (``None``: this room's author).
         Raises :class:`ValidationError` for an unknown version."""
-        frontiers = hist.parse_version(self._doc, version)
+        return self._restore(self._replica(), version, author)
+
+    def _restore(self, replica: Replica, version: str | hist.Version, author: str | None) -> str:
+        doc = replica.doc
+        frontiers = hist.parse_version(doc, version)
         vid = version.id if isinstance(version, hist.Version) else version
         who = author or self.author or "python"
-        with self._editing():
-            self._commit()  # the restore must be a change of its own
-            hist.restore(self._doc, frontiers)
-            self._doc.set_next_commit_message(nb.change_message(who, f"restored version {vid}"))
-            self._doc.commit()
-        return self.version
+        with self._editing(replica):
+            self._commit(doc)  # the restore must be a change of its own
+            hist.restore(doc, frontiers)
+            doc.set_next_commit_message(nb.change_message(who, f"restored version {vid}"))
+            doc.commit()
+        return self._version(replica)
 
     def saved_versions(self) -> list[SavedVersion]:
-        """DuckLake's own timeline for this branch: the lake snapshots that saved its rows
-        (what was saved when), newest first. Independent of the CRDT history, for audits."""
+        """DuckLake's own timeline for the checked-out branch: the lake snapshots that saved
+        its rows (what was saved when), newest first. Independent of the CRDT history."""
         self._check_open()
-        return saved_versions(self._lake, self.room_id, self.branch)
+        return saved_versions(self._lake, self.room_id, self._branch)
 
     def at_saved(self, snapshot_id: int) -> list[nb.Cell]:
         """The cells as the lake held them at DuckLake snapshot ``snapshot_id`` (time travel).
@@ -370,12 +381,12 @@ class SqlRoom:
         self._check_open()
         doc = nb.new_doc()
         recover(
-            self._lake, self.room_id, self.branch, doc, warm=False, at_snapshot=int(snapshot_id)
+            self._lake, self.room_id, self._branch, doc, warm=False, at_snapshot=int(snapshot_id)
         )
         return nb.read_cells(doc)
 
     def tag(self, name: str, version: str | hist.Version | None = None) -> str:
-        """Name a version (``None``: the current one) and return its id.
+        """Name a version of the checked-out branch (``None``: the current one); return its id.
 
         Tag names follow the room-id rule (1-128 of ``[A-Za-z0-9_.-]``) and never move: a name
         already used on this branch raises :class:`ValidationError`.
@@ -385,43 +396,214 @@ class SqlRoom:
             vid = self.version
         else:
             vid = version.id if isinstance(version, hist.Version) else version
-            hist.parse_version(self._doc, vid)
-        add_tag(self._lake, self.room_id, self.branch, name, vid, self.author)
+            hist.parse_version(self.doc, vid)
+        add_tag(self._lake, self.room_id, self._branch, name, vid, self.author)
         return vid
 
     def tags(self) -> list[Tag]:
-        """Named versions of this branch, newest first (:class:`~sqlrooms_nb.store.Tag`)."""
-        return list_tags(self._lake, self.room_id, self.branch)
+        """Named versions of the checked-out branch, newest first
+        (:class:`~sqlrooms_nb.store.Tag`)."""
+        return list_tags(self._lake, self.room_id, self._branch)
+
+    # --- branches ------------------------------------------------------------------------------
+
+    def branches(self) -> list[Branch]:
+        """Every branch of the room with its lineage, ``main`` first, then oldest first
+        (:class:`~sqlrooms_nb.store.Branch`). Raises ``StorageError``."""
+        self._check_open()
+        return list_branches(self._lake, self.room_id)
+
+    def branch(
+        self,
+        name: str,
+        at: str | hist.Version | None = None,
+        *,
+        source: str | None = None,
+        author: str | None = None,
+    ) -> Branch:
+        """Create branch ``name``: a fork of branch ``source`` (``None``: the checked-out one)
+        at version ``at`` (``None``: its current version). Returns its lineage.
+
+        The fork gets its own rows in the lake, starting with a full snapshot written with its
+        lineage row in one transaction, so it recovers after a restart on its own. This room
+        object stays on its branch (see :meth:`checkout_branch`). Raises
+        :class:`ValidationError` for a bad or taken name or an unknown version,
+        :class:`BranchNotFoundError` for an unknown ``source``, ``StorageError``.
+        """
+        validate_room_id(name, "branch name")
+        parent = self._replica(source)
+        with self._lock:
+            parent.doc.commit()
+            frontiers = (
+                parent.doc.oplog_frontiers if at is None else hist.parse_version(parent.doc, at)
+            )
+            fork = parent.doc.fork_at(frontiers)
+        nb.configure(fork)
+        lineage = Branch(
+            name=name,
+            parent=parent.branch,
+            fork_version=hist.version_id(frontiers),
+            created_by=author or self.author,
+            created_at=datetime.now(timezone.utc),
+        )
+        snapshot = snapshot_table(fork, self.room_id, name, str(fork.peer_id), 0)
+        create_branch(self._lake, lineage, self.room_id, snapshot)  # raises if the name is taken
+        with self._lock:
+            self._replicas[name] = self._new_replica(name, doc=fork)
+        self._broadcast([self._branches_message()])
+        return lineage
+
+    def checkout_branch(self, name: str) -> None:
+        """Make ``name`` the branch the Python API edits (``room.doc``, ``room.cells``, ...).
+
+        Views showing the widget follow it unless their user picked a branch there. Raises
+        :class:`BranchNotFoundError`.
+        """
+        self._replica(name)
+        self._branch = name
+        create_history_views(self._con, self._lake, self.room_id, name)
+        if self._widget is not None:
+            self._widget.branch = name
+        self._broadcast([self._branches_message()])
+
+    def merge_preview(self, source: str, into: str = MAIN) -> list[hist.CellDiff]:
+        """The per-cell changes merging ``source`` into ``into`` would make (nothing changes).
+
+        Computed on a fork of ``into`` that imports ``source``'s changes, exactly as
+        :meth:`merge` would. Raises :class:`BranchNotFoundError`, ``ValidationError`` when
+        ``source`` is ``into``.
+        """
+        return hist.diff_cells(*self._merged_cells(source, into))
+
+    def _merged_cells(self, source: str, into: str) -> tuple[list[nb.Cell], list[nb.Cell]]:
+        src, dst = self._merge_pair(source, into)
+        with self._lock:
+            trial = dst.doc.fork()
+            trial.import_(self._changes_missing(src, dst))
+        return nb.read_cells(dst.doc), nb.read_cells(trial)
+
+    def merge(self, source: str, into: str = MAIN) -> str:
+        """Merge branch ``source`` into branch ``into`` and return ``into``'s new version id.
+
+        A CRDT merge: ``into`` imports the changes of ``source`` it lacks (nothing is
+        replaced; concurrent edits to one text interleave as Loro merges them — check
+        :meth:`merge_preview` first). The merged changes reach ``into``'s views and its rows
+        in the lake like any import, and the lineage records the merge. Raises
+        :class:`BranchNotFoundError`, ``ValidationError`` when ``source`` is ``into``,
+        ``StorageError``.
+        """
+        src, dst = self._merge_pair(source, into)
+        with self._lock:
+            update = self._changes_missing(src, dst)
+            dst.hub.import_updates((update,))
+        self._broadcast([p.ServerUpdate(origin=None, updates=(update,), branch=into)])
+        mark_merged(self._lake, self.room_id, source, into)
+        self._broadcast([self._branches_message()])
+        return self._version(dst)
+
+    def _merge_pair(self, source: str, into: str) -> tuple[Replica, Replica]:
+        if source == into:
+            raise ValidationError(f"cannot merge branch {source!r} into itself")
+        return self._replica(source), self._replica(into)
+
+    @staticmethod
+    def _changes_missing(src: Replica, dst: Replica) -> bytes:
+        """The changes ``src`` has and ``dst`` lacks, as one Loro update (commits both)."""
+        src.doc.commit()
+        dst.doc.commit()
+        return src.doc.export(ExportMode.Updates(dst.doc.oplog_vv))
+
+    def _branches_message(self) -> p.Branches:
+        def iso(t: datetime | None) -> str | None:
+            return None if t is None else t.isoformat()
+
+        return p.Branches(
+            branches=tuple(
+                p.BranchInfo(
+                    b.name,
+                    b.parent,
+                    b.fork_version,
+                    b.created_by,
+                    iso(b.created_at),
+                    b.merged_into,
+                    iso(b.merged_at),
+                )
+                for b in self.branches()
+            ),
+            current=self._branch,
+        )
+
+    def _replica(self, branch: str | None = None) -> Replica:
+        """The open replica of ``branch`` (``None``: the checked-out one), recovering it from
+        the lake on first use. Raises :class:`BranchNotFoundError`, ``StorageError``."""
+        self._check_open()
+        name = self._branch if branch is None else branch
+        with self._lock:
+            replica = self._replicas.get(name)
+            if replica is None:
+                if name != MAIN and not self._branch_exists(name):
+                    known = ", ".join(b.name for b in list_branches(self._lake, self.room_id))
+                    raise BranchNotFoundError(
+                        f"room {self.room_id!r} has no branch {name!r} (it has: {known}); "
+                        f"create it with room.branch({name!r})"
+                    )
+                replica = self._replicas[name] = self._new_replica(name)
+            return replica
+
+    def _branch_exists(self, name: str) -> bool:
+        if any(b.name == name for b in list_branches(self._lake, self.room_id)):
+            return True
+        return has_rows(self._lake, self.room_id, name)
+
+    def _new_replica(self, branch: str, doc: LoroDoc | None = None) -> Replica:
+        return Replica(
+            self._lake,
+            self.room_id,
+            branch,
+            broadcast=self._broadcast,
+            lock=self._lock,
+            author=self.author,
+            policy=self._policy,
+            doc=doc,
+        )
 
     # --- storage -------------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = 60) -> None:
-        """Block until every change made so far is in the lake.
+        """Block until every change made so far, on every open branch, is in the lake.
 
         Raises :class:`StorageError` if the lake could not be written (nothing is dropped:
         the writer keeps the changes and retries).
         """
         self._check_open()
-        self._doc.commit()
-        self._persister.flush(timeout)
+        for replica in list(self._replicas.values()):
+            replica.doc.commit()
+            replica.persister.flush(timeout)
 
     def close(self, timeout: float | None = 60) -> None:
-        """Flush, write a snapshot, stop the writer and release the lake. Idempotent.
+        """Flush every open branch, write its snapshot, stop the writers and release the
+        lake. Idempotent.
 
-        Waits at most ``timeout`` seconds for the writer (``None``: no limit); raises
-        :class:`StorageError` if the final flush failed (the writer keeps retrying meanwhile).
+        Waits at most ``timeout`` seconds per writer (``None``: no limit); raises
+        :class:`StorageError` if a final flush failed (that writer keeps retrying meanwhile).
         """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            replicas = list(self._replicas.values())
         _open_rooms.discard(self)
+        errors: list[BaseException] = []
         try:
-            self._doc.commit()
-            self._persister.close(timeout)
+            for replica in replicas:
+                try:
+                    replica.close(timeout)
+                except BaseException as exc:
+                    errors.append(exc)
         finally:
-            self._local_updates.unsubscribe()
             self._lake.release()
+        if errors:
+            raise errors[0]
 
     def __enter__(self) -> SqlRoom:
         return self
@@ -439,7 +621,7 @@ class SqlRoom:
 
             self._widget = SqlRoomWidget(
                 room_id=self.room_id,
-                branch=self.branch,
+                branch=self._branch,
                 author=self.author,
                 on_message=self.receive,
             )
@@ -493,42 +675,76 @@ class SqlRoom:
     def handle(self, message: p.ClientMessage) -> list[p.ServerMessage]:
         """The pure core of :meth:`receive`: one decoded message in, messages to send out.
 
-        Raises :class:`SqlRoomsError` subclasses for bad input (the caller replies with an
-        ``error``). A failing SQL run is not an exception here: its ``error`` is broadcast.
+        Messages about a document go to the replica of the branch they name (the checked-out
+        one when they name none). Raises :class:`SqlRoomsError` subclasses for bad input (the
+        caller replies with an ``error``). A failing SQL run is not an exception here: its
+        ``error`` is broadcast.
         """
         if self._closed:
             raise ClosedError("this room was closed; re-run the cell that opens it")
-        if isinstance(message, p.Hello):
-            snapshot = self._presence.snapshot()
-            presence = [p.ServerAwareness(origin=None, update=snapshot)] if snapshot else []
-            return [*self._hub.handle(message), *presence, *self._results.values()]
         if isinstance(message, p.ClientAwareness):
             self._presence.apply(message.view, message.update)  # raises ProtocolError
             return [p.ServerAwareness(origin=message.view, update=message.update)]
+        if isinstance(message, p.Ping):
+            return [p.Pong(to=message.view, id=message.id)]
+        if isinstance(message, p.BranchRequest):
+            self.branch(message.name, message.at, source=message.source, author=message.author)
+            return [p.BranchCreated(to=message.view, id=message.id, name=message.name)]
+        if isinstance(message, p.MergeRequest):
+            return [self._merge_request(message)]
+        replica = self._replica(message.branch)
+        if isinstance(message, p.Hello):
+            snapshot = self._presence.snapshot()
+            presence = [p.ServerAwareness(origin=None, update=snapshot)] if snapshot else []
+            return [
+                *replica.hub.handle(message),
+                *presence,
+                self._branches_message(),
+                *replica.results.values(),
+            ]
         if isinstance(message, p.ClientUpdate):
             with self._lock:
-                return self._hub.handle(message)
+                return replica.hub.handle(message)
         if isinstance(message, p.Run):
             try:
-                self._run(message.cell, request=message.id, view=message.view)
-            except QueryError:
+                self._run(replica, message.cell, request=message.id, view=message.view)
+            except SqlRoomsError:
                 pass  # already broadcast as the cell's error
             return []
         if isinstance(message, p.HistoryRequest):
-            return [self._history_page(message)]
+            return [self._history_page(replica, message)]
         if isinstance(message, p.PreviewRequest):
-            return [self._preview(message)]
-        if isinstance(message, p.RestoreRequest):
-            current = self.restore(message.version, author=message.author or None)
-            return [
-                p.Restored(to=message.view, id=message.id, version=message.version, current=current)
-            ]
-        return [p.Pong(to=message.view, id=message.id)]
+            return [self._preview(replica, message)]
+        current = self._restore(replica, message.version, message.author or None)
+        return [
+            p.Restored(to=message.view, id=message.id, version=message.version, current=current)
+        ]
 
-    def _history_page(self, message: p.HistoryRequest) -> p.History:
-        """One page of :meth:`history` for a view (one session more tells whether more exist)."""
+    def _merge_request(self, message: p.MergeRequest) -> p.MergePreview | p.Merged:
+        if message.preview:
+            before, after = self._merged_cells(message.source, message.into)
+            return p.MergePreview(
+                to=message.view,
+                id=message.id,
+                source=message.source,
+                into=message.into,
+                cells=_preview_cells(after),
+                diff=_preview_diff(hist.diff_cells(before, after)),
+            )
+        current = self.merge(message.source, message.into)
+        return p.Merged(
+            to=message.view,
+            id=message.id,
+            source=message.source,
+            into=message.into,
+            current=current,
+        )
+
+    def _history_page(self, replica: Replica, message: p.HistoryRequest) -> p.History:
+        """One page of the branch's history for a view (one session more tells whether more
+        exist)."""
         end = message.offset + message.limit
-        sessions = self.history(limit=end + 1)
+        sessions = self._history(replica, end + 1, None, hist.IDLE_GAP_S)
         versions = tuple(
             p.VersionInfo(
                 id=v.id,
@@ -543,30 +759,29 @@ class SqlRoom:
             )
             for v in sessions[message.offset : end]
         )
-        tags = tuple(p.TagInfo(name=t.name, version=t.version) for t in self.tags())
+        tags = list_tags(self._lake, self.room_id, replica.branch)
         return p.History(
             to=message.view,
             id=message.id,
             offset=message.offset,
             versions=versions,
             more=len(sessions) > end,
-            tags=tags,
-            current=self.version,
+            tags=tuple(p.TagInfo(name=t.name, version=t.version) for t in tags),
+            current=self._version(replica),
         )
 
-    def _preview(self, message: p.PreviewRequest) -> p.Preview:
+    def _preview(self, replica: Replica, message: p.PreviewRequest) -> p.Preview:
         """The cells at a version and their diff to now (read from a fork; raises
         :class:`ValidationError` for an unknown version)."""
-        cells = self.at(message.version)
-        diff = hist.diff_cells(cells, self.cells)
+        doc = replica.doc
+        cells = hist.cells_at(doc, hist.parse_version(doc, message.version))
+        diff = hist.diff_cells(cells, nb.read_cells(doc))
         return p.Preview(
             to=message.view,
             id=message.id,
             version=message.version,
-            cells=tuple(p.PreviewCell(c.id, c.kind, c.name, c.source) for c in cells),
-            diff=tuple(
-                p.PreviewDiff(d.id, d.name, d.status, d.index_a, d.index_b, d.diff) for d in diff
-            ),
+            cells=_preview_cells(cells),
+            diff=_preview_diff(diff),
         )
 
     def _broadcast(self, messages: Sequence[p.ServerMessage]) -> None:
@@ -583,39 +798,18 @@ class SqlRoom:
                             "[sqlrooms_nb] could not send %s to a view", out.content["kind"]
                         )
 
-    # --- fan-out callbacks ---------------------------------------------------------------------
-
-    def _on_local_update(self, update: bytes) -> bool:
-        """Loro local-update subscription: a kernel commit. Must return True and never raise."""
-        try:
-            self._persister.notify(1, len(update))
-            self._broadcast([p.ServerUpdate(origin=None, updates=(bytes(update),))])
-        except BaseException:
-            LOG.exception("[sqlrooms_nb] could not fan out a kernel change")
-        return True
-
-    def _on_imported(self, changes: int, nbytes: int) -> None:
-        self._persister.notify(max(changes, 1), nbytes)
-
-    def _on_saved(self, version: VersionVector) -> None:
-        self._broadcast([p.Saved(version=version.encode())])
-
-    def _on_storage_error(self, error: StorageError) -> None:
-        LOG.warning("[sqlrooms_nb] room %s: %s", self.room_id, error)
-        self._broadcast([p.Error(code=error.code, message=str(error))])
-
     # --- helpers -------------------------------------------------------------------------------
 
-    def _commit(self) -> None:
+    def _commit(self, doc: LoroDoc) -> None:
         """Commit this kernel's pending ops as one change stamped with the author's name.
 
         The name is set per commit rather than by a pre-commit hook: a Python pre-commit hook
         deadlocks against the writer thread (Loro calls it with its transaction lock held and
         the GIL released, while the writer holds the GIL waiting for that lock).
         """
-        if self.author and self._doc.get_pending_txn_len():
-            self._doc.set_next_commit_message(self.author)
-        self._doc.commit()
+        if self.author and doc.get_pending_txn_len():
+            doc.set_next_commit_message(self.author)
+        doc.commit()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -623,30 +817,40 @@ class SqlRoom:
                 f"room {self.room_id!r} is closed; open a new SqlRoom to keep working"
             )
 
-    def _editing(self) -> _Edit:
-        self._check_open()
-        return _Edit(self)
+    def _editing(self, replica: Replica | None = None) -> _Edit:
+        return _Edit(self, replica or self._replica())
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self.cells)} cells"
         lake = str(self._lake.location)
-        return f"SqlRoom({self.room_id!r}, branch={self.branch!r}, {state}, lake={lake!r})"
+        return f"SqlRoom({self.room_id!r}, branch={self._branch!r}, {state}, lake={lake!r})"
 
 
 class _Edit:
-    """Context for one API edit: holds the room lock and commits once at the end (one change)."""
+    """Context for one API edit: holds the room lock and commits once at the end (one change);
+    ``with`` gives the document being edited."""
 
-    def __init__(self, room: SqlRoom) -> None:
+    def __init__(self, room: SqlRoom, replica: Replica) -> None:
         self._room = room
+        self._doc = replica.doc
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> LoroDoc:
         self._room._lock.acquire()
+        return self._doc
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         try:
-            self._room._commit()
+            self._room._commit(self._doc)
         finally:
             self._room._lock.release()
+
+
+def _preview_cells(cells: Sequence[nb.Cell]) -> tuple[p.PreviewCell, ...]:
+    return tuple(p.PreviewCell(c.id, c.kind, c.name, c.source) for c in cells)
+
+
+def _preview_diff(diff: Sequence[hist.CellDiff]) -> tuple[p.PreviewDiff, ...]:
+    return tuple(p.PreviewDiff(d.id, d.name, d.status, d.index_a, d.index_b, d.diff) for d in diff)
 
 
 def _request_of(content: object) -> p.RequestId | None:

@@ -69,7 +69,7 @@ class SyncHub:
         if isinstance(message, p.ClientUpdate):
             imported = self.import_updates(message.updates)
             out: list[p.ServerMessage] = [
-                p.ServerUpdate(origin=message.view, updates=message.updates)
+                p.ServerUpdate(origin=message.view, updates=message.updates, branch=self.branch)
             ]
             if imported.gap:
                 # The view built on changes the kernel has not seen: ask it for everything

@@ -310,3 +310,151 @@ def test_preview_in_one_page_while_the_other_edits_live_then_restore(
     with snb.SqlRoom(ROOM, lake=str(marimo_demo.lake)) as room:
         assert [(c.id, c.source) for c in room.cells] == starter
         assert "restored version" in room.history()[0].summary
+
+
+def test_undo_in_one_page_undoes_only_its_own_edits_text_and_cells(
+    marimo_demo, open_page, artifact
+):
+    a, b = two_pages(open_page, marimo_demo)
+    ids = a.ids()
+    a_cell, b_cell = ids[0], ids[1]
+    start = {c.id: c.text or "" for c in a.cells()}
+    assert b.toolbar("snb-undo").is_disabled(), "nothing of page B's own to undo yet"
+    assert b.toolbar("snb-redo").is_disabled()
+    a.type_at_end(a.cell(a_cell), "\n-- typed by A")
+    b.type_at_end(b.cell(b_cell), "\n-- typed by B")
+    typed = {a_cell: start[a_cell] + "\n-- typed by A", b_cell: start[b_cell] + "\n-- typed by B"}
+    for page in (a, b):
+        wait_for(
+            f"both pages' typing in {page.name}",
+            lambda page=page: {i: page.text_of(i) for i in typed},
+            lambda texts: texts == typed,
+        )
+    assert b.toolbar("snb-undo").is_enabled()
+
+    # Ctrl-Z in page B's editor undoes page B's typing (in as many steps as Loro merged it).
+    b_text = lambda: b.text_of(b_cell)  # noqa: E731
+    for _ in range(20):
+        if b_text() == start[b_cell]:
+            break
+        b.page.keyboard.press("Control+z")
+        time.sleep(0.1)
+    undone = {a_cell: typed[a_cell], b_cell: start[b_cell]}
+    for page in (a, b):
+        wait_for(
+            f"page B's typing undone in {page.name}",
+            lambda page=page: {i: page.text_of(i) for i in typed},
+            lambda texts: texts == undone,
+        )
+    # ... and never page A's, even in page A's cell.
+    b.focus_end(b.cell(a_cell))
+    for _ in range(5):
+        b.page.keyboard.press("Control+z")
+    time.sleep(1.0)
+    for page in (a, b):
+        assert {i: page.text_of(i) for i in typed} == undone, page.name
+
+    # Page B deletes the cell page A typed in; Undo brings it back everywhere, with A's text.
+    b.click(b.cell(a_cell), "snb-delete-cell")
+    for page in (a, b):
+        wait_for(f"the deletion in {page.name}", page.ids, lambda now: a_cell not in now)
+    assert b.toolbar("snb-redo").is_disabled(), "a fresh edit drops what could be redone"
+    b.undo()
+    restored = same_everywhere(a, b, "the deleted cell back in both pages")
+    assert [c[0] for c in restored] == ids
+    assert {c[0]: c[2] for c in restored}[a_cell] == typed[a_cell]
+    assert b.toolbar("snb-redo").is_enabled()
+    b.redo()
+    for page in (a, b):
+        wait_for(f"the cell gone again in {page.name}", page.ids, lambda now: a_cell not in now)
+    # Ctrl-Z outside the editors (the focus stays in the widget as Redo turns disabled) does
+    # what Undo does.
+    b.page.keyboard.press("Control+z")
+    for page in (a, b):
+        wait_for(f"the cell back again in {page.name}", page.ids, lambda now: now == ids)
+    final = same_everywhere(a, b, "the cell back again in both pages")
+    assert final == restored
+    assert {i: a.text_of(i) for i in typed} == undone
+    a.wait_saved()
+    b.wait_saved()
+    b.root.first.screenshot(path=artifact("page-B-after-undo.png"))
+    marimo_demo.stop()
+    with snb.SqlRoom(ROOM, lake=str(marimo_demo.lake)) as room:
+        assert [(c.id, c.name, c.source) for c in room.cells] == final
+
+
+def test_page_b_on_a_branch_while_page_a_stays_on_main_then_merge_from_the_ui(
+    marimo_demo, open_page, artifact
+):
+    a, b = two_pages(open_page, marimo_demo)
+    ids = a.ids()
+    target = ids[1]
+    main_texts = {c.id: c.text for c in a.cells()}
+    picker_b = b.toolbar("snb-branch-picker")
+    assert picker_b.input_value() == "main"
+    assert b.toolbar("snb-merge").is_disabled(), "nothing to merge with a single branch"
+
+    # Page B makes a branch from the current state (the form suggests a name; B picks one).
+    b.toolbar("snb-branch-new").click()
+    name = b.toolbar("snb-branch-name")
+    name.fill("what-if")
+    name.press("Enter")
+    wait_for("page B on the new branch", picker_b.input_value, lambda v: v == "what-if")
+    b.wait_ready(cells=len(STARTER))
+    assert {c.id: c.text for c in b.cells()} == main_texts  # a fork of main as it was
+    wait_for(
+        "the new branch listed in page A's picker",
+        lambda: a.toolbar("snb-branch-picker").locator("option").all_inner_texts(),
+        lambda names: "what-if" in names,
+    )
+    assert a.toolbar("snb-branch-picker").input_value() == "main"  # page A stays on main
+
+    # Each page edits its own branch; neither sees the other's edit.
+    b.type_at_end(b.cell(target), "\n-- only on what-if")
+    a.add_cell()
+    wait_for("page A's new cell", a.ids, lambda now: len(now) == len(ids) + 1)
+    a.wait_saved()
+    b.wait_saved()
+    time.sleep(1.0)
+    assert a.text_of(target) == main_texts[target]
+    assert len(b.ids()) == len(ids)
+    assert b.text_of(target) == f"{main_texts[target]}\n-- only on what-if"
+
+    # Page B merges its branch into main after the preview.
+    b.toolbar("snb-merge").click()
+    items = b.root.first.locator("[data-testid=snb-merge-item]")
+    wait_for("the merge preview in page B", items.count, lambda n: n == 1)
+    assert items.first.get_attribute("data-cell-id") == target
+    assert items.first.get_attribute("data-status") == "changed"
+    assert "-- only on what-if" in items.first.inner_text()
+    assert b.toolbar("snb-merge-into").input_value() == "main"
+    b.root.first.screenshot(path=artifact("page-B-merge-preview.png"))
+    b.toolbar("snb-merge-confirm").click()
+    wait_for(
+        "the merged edit in page A (main)",
+        lambda: a.text_of(target),
+        lambda t: t == f"{main_texts[target]}\n-- only on what-if",
+    )
+    assert len(a.ids()) == len(ids) + 1  # main's own new cell is still there
+    wait_for(
+        "the merge noted in page B",
+        lambda: b.root.first.locator("[data-testid=snb-banner]").all_inner_texts(),
+        lambda texts: any("Merged what-if into main" in t for t in texts),
+    )
+    assert len(b.ids()) == len(ids)  # the branch itself did not change
+
+    # Page B switches back to main with the picker and sees the merged notebook.
+    picker_b.select_option("main")
+    b.wait_ready(cells=len(ids) + 1)
+    same_everywhere(a, b, "main in both pages after the merge")
+    a.wait_saved()
+    b.wait_saved()
+    a.root.first.screenshot(path=artifact("page-A-after-merge.png"))
+    marimo_demo.stop()
+    with snb.SqlRoom(ROOM, lake=str(marimo_demo.lake)) as room:
+        branches = {br.name: br for br in room.branches()}
+        assert branches["what-if"].parent == "main"
+        assert branches["what-if"].merged_into == "main"
+        assert next(c.source for c in room.cells if c.id == target).endswith("-- only on what-if")
+        room.checkout_branch("what-if")
+        assert len(room.cells) == len(ids)

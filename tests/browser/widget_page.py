@@ -179,3 +179,14 @@ class WidgetPage:
 
     def add_cell(self) -> None:
         self.root.locator("[data-testid=snb-add-cell]").first.click()
+
+    def toolbar(self, testid: str) -> Locator:
+        """A toolbar control, e.g. ``snb-undo``, ``snb-redo``."""
+        return self.root.first.locator(f"[data-testid={testid}]")
+
+    def undo(self) -> None:
+        """Click Undo: this page's newest own edit, over all cells and the cell list."""
+        self.toolbar("snb-undo").click()
+
+    def redo(self) -> None:
+        self.toolbar("snb-redo").click()

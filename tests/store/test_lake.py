@@ -40,8 +40,8 @@ def test_open_creates_catalog_data_path_and_tables(fresh_lake_dir: Path) -> None
         cur.close()
     finally:
         lake.release()
-    assert tables == {"updates", "changes", "snapshots", "tags", "lake_meta"}
-    assert ("schema_version", "1") in meta
+    assert tables == {"updates", "changes", "snapshots", "tags", "branches", "lake_meta"}
+    assert ("schema_version", "2") in meta
     assert inline["sqlrooms_nb.snapshots"] == "0"
     assert int(inline["sqlrooms_nb.updates"]) >= 100
     journal = sqlite3.connect(fresh_lake_dir / "catalog.sqlite").execute("PRAGMA journal_mode")
@@ -104,6 +104,36 @@ def test_a_newer_lake_layout_is_refused_and_left_untouched(fresh_lake_dir: Path)
     finally:
         con.close()
     assert kept == [("99",)]
+
+
+@pytest.mark.timeout(60)
+def test_a_version_1_lake_gains_the_branches_table_and_keeps_its_rows(
+    fresh_lake_dir: Path,
+) -> None:
+    lake = Lake.open(fresh_lake_dir)
+    cur = lake.cursor()
+    cur.execute(f"DROP TABLE {lake.table('branches')}")
+    cur.execute(f"UPDATE {lake.table('lake_meta')} SET value = '1' WHERE key = 'schema_version'")
+    cur.execute(
+        f"INSERT INTO {lake.table('tags')} VALUES ('r', 'main', 'v1', 'AAAA', 'ana', now())"
+    )
+    cur.close()
+    lake.release()
+
+    lake = Lake.open(fresh_lake_dir)
+    try:
+        cur = lake.cursor()
+        version = cur.execute(
+            f"SELECT value FROM {lake.table('lake_meta')} WHERE key = 'schema_version'"
+        ).fetchall()
+        branches = cur.execute(f"SELECT count(*) FROM {lake.table('branches')}").fetchone()
+        tags = cur.execute(f"SELECT name FROM {lake.table('tags')}").fetchall()
+        cur.close()
+    finally:
+        lake.release()
+    assert version == [("2",)]
+    assert branches == (0,)
+    assert tags == [("v1",)]
 
 
 @pytest.mark.timeout(60)

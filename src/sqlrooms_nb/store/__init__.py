@@ -7,20 +7,24 @@
 - :mod:`.persister` — :class:`Persister`: the background writer of one (room, branch) document
   (batched updates + change rows, snapshots), driven by a :class:`FlushPolicy`.
 - :mod:`.recovery` — :func:`recover`: latest snapshot + later updates into a document.
+- :mod:`.branches` — branch lineage (:class:`Branch`): fork, first snapshot, merges.
 - :mod:`.tags` — named versions of a room's branch (:class:`Tag`).
 - :mod:`.timeline` — DuckLake's own timeline: which lake snapshots saved a room's rows.
 
 Nothing here knows about widgets or views.
 """
 
+from .branches import MAIN, Branch, create_branch, has_rows, list_branches, mark_merged
 from .extensions import connect
 from .lake import Lake, StoredRoom, retrying
-from .persister import FlushPolicy, Persister
+from .persister import FlushPolicy, Persister, snapshot_table
 from .recovery import recover
 from .tags import Tag, add_tag, list_tags
 from .timeline import SavedVersion, saved_versions
 
 __all__ = [
+    "MAIN",
+    "Branch",
     "FlushPolicy",
     "Lake",
     "Persister",
@@ -29,8 +33,13 @@ __all__ = [
     "Tag",
     "add_tag",
     "connect",
+    "create_branch",
+    "has_rows",
+    "list_branches",
     "list_tags",
+    "mark_merged",
     "recover",
     "retrying",
     "saved_versions",
+    "snapshot_table",
 ]

@@ -7,8 +7,9 @@ Layout of an embedded lake folder (default ``.sqlrooms``)::
     <folder>/data/            DuckLake data path (parquet files)
 
 Tables, in schema ``sqlrooms_nb`` (:data:`SCHEMA`); every row carries ``room`` and ``branch``
-and everything this package issues filters by both. Lake schema version 1
-(:data:`LAKE_SCHEMA_VERSION`, recorded in ``lake_meta``)::
+and everything this package issues filters by both. Lake schema version 2
+(:data:`LAKE_SCHEMA_VERSION`, recorded in ``lake_meta``; version 1 lakes lacked ``branches``
+and are upgraded in place by adding it)::
 
     updates    one row per flushed batch of Loro changes (the log; ordered by ``seq``)
       room VARCHAR, branch VARCHAR, writer VARCHAR (peer id of the writing kernel, decimal),
@@ -30,7 +31,11 @@ and everything this package issues filters by both. Lake schema version 1
     tags       named versions: room, branch, name VARCHAR (unique per room/branch),
       version VARCHAR (a version id, see sqlrooms_nb.history), created_by VARCHAR,
       created_at TIMESTAMPTZ
-    lake_meta  key VARCHAR, value VARCHAR (``schema_version`` -> ``"1"``)
+    branches   lineage of every branch but ``main``: room, name VARCHAR (unique per room),
+      parent VARCHAR (the branch it was forked from), fork_version VARCHAR (version id in the
+      parent), created_by VARCHAR, created_at TIMESTAMPTZ, merged_into VARCHAR, merged_at
+      TIMESTAMPTZ (the latest merge of this branch into another, NULL if never merged)
+    lake_meta  key VARCHAR, value VARCHAR (``schema_version`` -> ``"2"``)
 
 Small ``updates`` / ``changes`` inserts are inlined in the catalog (a persisted per-table
 ``data_inlining_row_limit``); ``snapshots`` never are.
@@ -69,7 +74,7 @@ ALIAS = "lake"
 """Name the lake is attached as in the lake's private DuckDB instance."""
 SCHEMA = "sqlrooms_nb"
 """Schema of the project's tables inside the lake."""
-LAKE_SCHEMA_VERSION = 1
+LAKE_SCHEMA_VERSION = 2
 """Version of the table layout described in this module's docstring."""
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -113,13 +118,20 @@ _TABLES: dict[str, str] = {
     "tags": """
         room VARCHAR NOT NULL, branch VARCHAR NOT NULL, name VARCHAR NOT NULL,
         version VARCHAR NOT NULL, created_by VARCHAR, created_at TIMESTAMPTZ""",
+    "branches": """
+        room VARCHAR NOT NULL, name VARCHAR NOT NULL, parent VARCHAR NOT NULL,
+        fork_version VARCHAR NOT NULL, created_by VARCHAR, created_at TIMESTAMPTZ,
+        merged_into VARCHAR, merged_at TIMESTAMPTZ""",
 }
 _INLINE_LIMITS = {
     "updates": UPDATES_INLINE_ROW_LIMIT,
     "changes": UPDATES_INLINE_ROW_LIMIT,
     "snapshots": SNAPSHOTS_INLINE_ROW_LIMIT,
     "tags": UPDATES_INLINE_ROW_LIMIT,
+    "branches": UPDATES_INLINE_ROW_LIMIT,
 }
+_ADDED_IN: dict[int, tuple[str, ...]] = {2: ("branches",)}
+"""Tables each layout version added: upgrading a lake creates them (nothing else changes)."""
 
 
 @dataclass(frozen=True)
@@ -427,7 +439,8 @@ class Lake:
                     f"SELECT value FROM {meta} WHERE key = 'schema_version'"
                 ).fetchall()
             }
-            if versions - {str(LAKE_SCHEMA_VERSION)}:
+            known = {str(v) for v in range(1, LAKE_SCHEMA_VERSION + 1)}
+            if versions - known or len(versions) > 1:
                 cur.execute("ROLLBACK")
                 raise StorageError(
                     f"the lake {self.location} has table layout version "
@@ -435,24 +448,36 @@ class Lake:
                     f"{LAKE_SCHEMA_VERSION}) does not understand: upgrade sqlrooms_nb, or use "
                     "another lake folder (nothing was changed)"
                 )
-            if versions:
+            if versions == {str(LAKE_SCHEMA_VERSION)}:
                 cur.execute("COMMIT")
                 return
-            for name, columns in _TABLES.items():
-                cur.execute(f"CREATE TABLE IF NOT EXISTS {self.table(name)} ({columns})")
+            old = int(next(iter(versions))) if versions else 0
+            if old:  # an older layout: add the tables later versions introduced
+                names = [t for v in range(old + 1, LAKE_SCHEMA_VERSION + 1) for t in _ADDED_IN[v]]
+            else:
+                names = list(_TABLES)
+            for name in names:
+                cur.execute(f"CREATE TABLE IF NOT EXISTS {self.table(name)} ({_TABLES[name]})")
             cur.execute("COMMIT")
             # Table options cannot be set on tables created in the same transaction.
-            for name, limit in _INLINE_LIMITS.items():
+            for name in names:
                 cur.execute(
                     f"CALL {quote_ident(ALIAS)}.set_option('data_inlining_row_limit', ?, "
                     "schema => ?, table_name => ?)",
-                    [limit, SCHEMA, name],
+                    [_INLINE_LIMITS[name], SCHEMA, name],
                 )
             # Written last: a lake with a version row is completely set up.
-            cur.execute(
-                f"INSERT INTO {meta} VALUES ('schema_version', ?), ('created_by', 'sqlrooms_nb')",
-                [str(LAKE_SCHEMA_VERSION)],
-            )
+            if old:
+                cur.execute(
+                    f"UPDATE {meta} SET value = ? WHERE key = 'schema_version'",
+                    [str(LAKE_SCHEMA_VERSION)],
+                )
+            else:
+                cur.execute(
+                    f"INSERT INTO {meta} VALUES ('schema_version', ?), "
+                    "('created_by', 'sqlrooms_nb')",
+                    [str(LAKE_SCHEMA_VERSION)],
+                )
         except BaseException:
             _rollback(cur)
             raise

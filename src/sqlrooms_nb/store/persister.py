@@ -83,7 +83,7 @@ _CHANGES_SCHEMA = pa.schema(
         ("cells", pa.list_(pa.string())),
     ]
 )
-_SNAPSHOTS_SCHEMA = pa.schema(
+SNAPSHOTS_SCHEMA = pa.schema(
     [
         ("room", pa.string()),
         ("branch", pa.string()),
@@ -97,6 +97,42 @@ _SNAPSHOTS_SCHEMA = pa.schema(
         ("created_at", _TS),
     ]
 )
+
+
+def snapshot_table(doc: LoroDoc, room: str, branch: str, writer: str, seq: int) -> pa.Table:
+    """One ``snapshots`` row (as a one-row Arrow table) holding a full snapshot of ``doc``.
+
+    ``seq`` is the last ``updates`` seq the snapshot covers. Call with the document not being
+    edited (the export commits any open transaction). Raises :class:`StorageError` if Loro
+    cannot export it.
+    """
+    try:
+        blob = doc.export(ExportMode.Snapshot())
+        meta = LoroDoc.decode_import_blob_meta(blob, False)
+        version = meta.partial_end_vv
+        frontiers = doc.vv_to_frontiers(version).encode()
+        change_count = int(doc.len_changes)
+    except BaseException as exc:  # loro raises BaseException subclasses
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise StorageError(f"could not export a snapshot of room {room!r}: {exc}") from exc
+    return pa.Table.from_pylist(
+        [
+            {
+                "room": room,
+                "branch": branch,
+                "writer": writer,
+                "seq": seq,
+                "version": version.encode(),
+                "frontiers": frontiers,
+                "change_count": change_count,
+                "byte_length": len(blob),
+                "bytes": blob,
+                "created_at": time.time_ns() // 1000,
+            }
+        ],
+        schema=SNAPSHOTS_SCHEMA,
+    )
 
 
 @dataclass(frozen=True)
@@ -716,37 +752,8 @@ class Persister:
 
     def _write_snapshot(self, cur: duckdb.DuckDBPyConnection) -> None:
         """Write a full snapshot covering every update with seq <= the last one written."""
-        try:
-            with self._reading_doc():
-                blob = self._doc.export(ExportMode.Snapshot())
-                meta = LoroDoc.decode_import_blob_meta(blob, False)
-                version = meta.partial_end_vv
-                frontiers = self._doc.vv_to_frontiers(version).encode()
-                change_count = int(self._doc.len_changes)
-        except BaseException as exc:
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
-            raise StorageError(
-                f"could not export a snapshot of room {self._room!r}: {exc}"
-            ) from exc
-        seq = self._seq
-        table = pa.Table.from_pylist(
-            [
-                {
-                    "room": self._room,
-                    "branch": self._branch,
-                    "writer": self._writer,
-                    "seq": seq,
-                    "version": version.encode(),
-                    "frontiers": frontiers,
-                    "change_count": change_count,
-                    "byte_length": len(blob),
-                    "bytes": blob,
-                    "created_at": time.time_ns() // 1000,
-                }
-            ],
-            schema=_SNAPSHOTS_SCHEMA,
-        )
+        with self._reading_doc():
+            table = snapshot_table(self._doc, self._room, self._branch, self._writer, self._seq)
         with self._lake.write_lock:
             self._lake.retrying(
                 lambda: self._insert_snapshot(cur, table),
