@@ -6,6 +6,7 @@ exercise the real encode/decode path without a browser.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from loro import EphemeralStore, ExportMode, LoroDoc, VersionVector
@@ -77,6 +78,28 @@ class FakeView:
         """Set this view's presence entry and send it like the browser does."""
         self.presence.set(self.view, value)
         self.send({"kind": "awareness"}, [self.presence.encode(self.view)])
+
+    def wait_for(
+        self, kind: str, request: str | None = None, timeout_s: float = 10.0
+    ) -> dict[str, Any]:
+        """Pump until a message of ``kind`` for this view (answering ``request``, if given)
+        arrives — replies to history reads come from the room's reader thread; return the
+        newest one."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.pump()
+            found = [
+                m
+                for m in self.received
+                if m["kind"] == kind
+                and m.get("to") in (None, self.view)
+                and (request is None or m.get("id") == request)
+            ]
+            if found:
+                return found[-1]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {kind!r} for view {self.view} within {timeout_s} s")
+            time.sleep(0.01)
 
     def kinds(self) -> list[str]:
         return [m["kind"] for m in self.received]

@@ -10,6 +10,7 @@ from datetime import datetime
 
 import duckdb
 import pytest
+from loro import ExportMode
 
 import sqlrooms_nb as snb
 from sqlrooms_nb import history
@@ -247,3 +248,31 @@ def test_ducklakes_own_timeline_lists_saves_and_travels_back(lake):
             room.at_saved(10**9)
     with snb.SqlRoom("timeline", lake=lake) as again:  # close wrote a snapshot row
         assert again.saved_versions()[0].kind == "snapshot"
+
+
+def test_the_change_index_matches_a_full_walk_as_the_document_grows():
+    doc = nb.new_doc()
+    nb.ensure_schema(doc, "t")
+    doc.commit()
+    cid = nb.add_cell(doc, "", name="c")
+    doc.commit()
+    other = nb.new_doc()
+    other.import_(doc.export(ExportMode.Snapshot()))
+    index = history.ChangeIndex(doc)
+    text = nb.cell_text(nb.find_cell(doc, cid)[1])
+    rng = random.Random(7)
+    for step in range(60):
+        # Commits 3 s apart merge into one Loro change (10 s interval) until a jump: the
+        # index must list a grown change once, whole, like a fresh walk does.
+        doc.set_next_commit_timestamp(1_700_000_000 + step * (3 if step % 7 else 30))
+        text.insert(rng.randint(0, len(text.to_string())), "x")
+        doc.commit()
+        if step % 5 == 0:  # and changes imported from another peer
+            theirs = nb.cell_text(nb.find_cell(other, cid)[1])
+            other.import_(doc.export(ExportMode.Updates(other.oplog_vv)))
+            theirs.insert(0, "y")
+            other.commit()
+            doc.import_(other.export(ExportMode.Updates(doc.oplog_vv)))
+        if step % 3 == 0:
+            assert index.changes() == history.changes(doc), step
+    assert index.changes() == history.changes(doc)

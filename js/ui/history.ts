@@ -17,6 +17,8 @@ import { h } from "./dom";
 
 /** Refresh the open panel at most this often while the document changes, ms. */
 export const REFRESH_MS = 1000;
+/** A history request unanswered this long is taken as lost (automatic refreshes resume), ms. */
+const LOST_MS = 30_000;
 /** Sessions asked for per page. */
 export const PAGE_SIZE = 50;
 /** Bars in the activity chart. */
@@ -60,7 +62,11 @@ export class HistoryPanel {
   private versions: VersionInfo[] = [];
   private tags: TagInfo[] = [];
   private hasMore = false;
-  private pending: { id: RequestId; offset: number } | null = null;
+  private pending: { id: RequestId; offset: number; at: number } | null = null;
+  /** The document changed while a request was out: refresh once its reply is in. */
+  private dirty = false;
+  /** How long the last reply took, ms (automatic refreshes wait at least twice that). */
+  private lastReplyMs = 0;
   private selected: VersionId | null = null;
   private opened = false;
   private timer: ReturnType<typeof setTimeout> | null = null;
@@ -117,20 +123,37 @@ export class HistoryPanel {
     this.request(0, Math.min(200, Math.max(PAGE_SIZE, this.versions.length)));
   }
 
-  /** The document changed: refresh soon if open (at most once per {@link REFRESH_MS}). */
+  /**
+   * The document changed: refresh soon if open. At most one request is out at a time, and an
+   * automatic refresh never replaces one the user made (opening, Load more): it waits for the
+   * reply, then at least {@link REFRESH_MS} and twice the last reply's time, so a slow kernel
+   * (a long history) is asked less often instead of piling requests up.
+   */
   docChanged(): void {
     if (!this.opened || this.timer !== null) return;
-    const wait = Math.max(0, this.lastRefresh + REFRESH_MS - Date.now());
+    if (this.pending !== null && Date.now() - this.pending.at < LOST_MS) {
+      this.dirty = true;
+      return;
+    }
+    const gap = Math.max(REFRESH_MS, 2 * this.lastReplyMs);
+    const wait = Math.max(0, this.lastRefresh + gap - Date.now());
     this.timer = setTimeout(() => {
       this.timer = null;
-      if (this.opened && !this.options.signal.aborted) this.refresh();
+      if (!this.opened || this.options.signal.aborted) return;
+      if (this.pending !== null) this.dirty = true;
+      else this.refresh();
     }, wait);
   }
 
   /** Handle a `history` reply for this view (stale ones are ignored). */
   onReply(reply: HistoryReply): void {
     if (this.pending?.id !== reply.id) return;
+    this.lastReplyMs = Date.now() - this.pending.at;
     this.pending = null;
+    if (this.dirty) {
+      this.dirty = false;
+      this.docChanged();
+    }
     this.versions = reply.offset === 0 ? reply.versions : [...this.versions.slice(0, reply.offset), ...reply.versions];
     this.tags = reply.tags;
     this.hasMore = reply.more;
@@ -154,7 +177,7 @@ export class HistoryPanel {
 
   private request(offset: number, limit = PAGE_SIZE): void {
     const id = this.options.source.history(offset, limit);
-    this.pending = { id, offset };
+    this.pending = { id, offset, at: Date.now() };
   }
 
   private now(): number {

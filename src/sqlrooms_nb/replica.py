@@ -42,7 +42,8 @@ class Replica:
 
     Attributes: ``doc``, ``hub`` (:class:`SyncHub`), ``persister``, ``results`` (the latest
     ``result``/``error`` per cell id, replayed to views that join), ``change_stats`` (history
-    statistics cache, per change span).
+    statistics cache, per change span), ``change_index`` (the document's changes in causal
+    order, kept up to date incrementally).
 
     Raises :class:`StorageError` / :class:`~sqlrooms_nb.errors.RecoveryError` when the branch
     cannot be read from the lake.
@@ -70,6 +71,7 @@ class Replica:
             self.doc, last_seq = doc, 0
         self.results: dict[str, p.Result | p.Error] = {}
         self.change_stats: dict[tuple[int, int, int], hist.ChangeStats] = {}
+        self.change_index = hist.ChangeIndex(self.doc, author)
         self.persister = Persister(
             lake,
             room,
