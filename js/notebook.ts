@@ -6,9 +6,10 @@
  *     meta   LoroMap          {"schema": 1, "title": str}
  *     cells  LoroMovableList  of LoroMap, one per cell, in display order:
  *              id      str       stable id, [A-Za-z0-9_-]{1,64}; never changes
- *              kind    str       "sql" | "markdown"
- *              name    str       result name of a SQL cell (see validateCellName); "" for markdown
+ *              kind    str       "sql" | "markdown" | "chart"
+ *              name    str       result name of a SQL cell (see validateCellName); "" for markdown and chart
  *              source  LoroText  the cell's text (positions in UTF-16 units here)
+ *              chart   LoroMap   chart cells only: source, mark, x, y, color, aggregate (strings; see ChartSpec)
  *
  * Unlike the Python helpers, each operation here is one user action and ends with exactly one
  * `doc.commit()`, tagged with the origin {@link STRUCTURE_ORIGIN} (kept out of the editors' undo
@@ -19,8 +20,26 @@ import { LoroMap, LoroText, type LoroDoc, type LoroMovableList } from "loro-crdt
 import { randomId, type CellId } from "./protocol";
 
 export const SCHEMA_VERSION = 1;
-export type CellKind = "sql" | "markdown";
-export const CELL_KINDS: readonly CellKind[] = ["sql", "markdown"];
+export type CellKind = "sql" | "markdown" | "chart";
+export const CELL_KINDS: readonly CellKind[] = ["sql", "markdown", "chart"];
+
+export type ChartMark = "bar" | "line" | "point" | "area";
+export const CHART_MARKS: readonly ChartMark[] = ["bar", "line", "point", "area"];
+export type ChartAggregate = "none" | "sum" | "mean" | "count" | "min" | "max";
+export const CHART_AGGREGATES: readonly ChartAggregate[] = ["none", "sum", "mean", "count", "min", "max"];
+
+/** A chart cell's spec (the entries of its `chart` map); `""` means unset. Mirrors notebook.py. */
+export interface ChartSpec {
+  /** Result name of the SQL cell plotted. */
+  source: string;
+  mark: ChartMark;
+  x: string;
+  y: string;
+  color: string;
+  aggregate: ChartAggregate;
+}
+
+export const DEFAULT_CHART: Readonly<ChartSpec> = { source: "", mark: "bar", x: "", y: "", color: "", aggregate: "none" };
 
 /** Commit origin of structural edits (add, delete, move, rename); an undo-manager exclude prefix. */
 export const STRUCTURE_ORIGIN = "snb:structure";
@@ -150,12 +169,14 @@ export interface AddCellOptions {
   /** 0-based insert position; `undefined` appends. */
   index?: number;
   id?: string;
+  /** Chart cells: initial spec fields (the rest take {@link DEFAULT_CHART}). */
+  chart?: Partial<ChartSpec>;
 }
 
 /** Insert a cell and commit; returns its id. Throws {@link CellError} for a bad name/id/index. */
 export function addCell(doc: LoroDoc, options: AddCellOptions = {}): CellId {
   const kind = options.kind ?? "sql";
-  if (!CELL_KINDS.includes(kind)) throw new CellError(`cell kind ${JSON.stringify(kind)} is not one of sql, markdown`);
+  if (!CELL_KINDS.includes(kind)) throw new CellError(`cell kind ${JSON.stringify(kind)} is not one of ${CELL_KINDS.join(", ")}`);
   const name = options.name ?? (kind === "sql" ? uniqueName(doc) : "");
   if (name !== "" || kind === "sql") validateCellName(name);
   const id = options.id ?? newCellId();
@@ -171,6 +192,11 @@ export function addCell(doc: LoroDoc, options: AddCellOptions = {}): CellId {
   map.set("name", name);
   const text = map.setContainer("source", new LoroText());
   if (options.source) text.insert(0, options.source);
+  if (kind === "chart") {
+    // Made with the cell, so people setting fields later never race to create the map.
+    const chart = map.setContainer("chart", new LoroMap());
+    for (const [key, value] of Object.entries({ ...DEFAULT_CHART, ...options.chart })) chart.set(key, value);
+  }
   doc.commit({ origin: STRUCTURE_ORIGIN });
   return id as CellId;
 }
@@ -203,4 +229,44 @@ export function renameCell(doc: LoroDoc, id: string, name: string): void {
   if (handle.name === name) return;
   handle.map.set("name", name);
   doc.commit({ origin: STRUCTURE_ORIGIN });
+}
+
+/** The spec of chart cell `id` (defaults for missing or ill-typed entries); `undefined` if none. */
+export function readChart(doc: LoroDoc, id: string): ChartSpec | undefined {
+  const handle = findCell(doc, id);
+  if (handle?.kind !== "chart") return undefined;
+  const got: unknown = handle.map.get("chart");
+  const spec: ChartSpec = { ...DEFAULT_CHART };
+  if (!(got instanceof LoroMap)) return spec;
+  const value = got.toJSON() as Record<string, unknown>;
+  for (const key of Object.keys(spec) as (keyof ChartSpec)[]) {
+    const v = value[key];
+    if (typeof v === "string") (spec as unknown as Record<string, string>)[key] = v;
+  }
+  if (!CHART_MARKS.includes(spec.mark)) spec.mark = DEFAULT_CHART.mark;
+  if (!CHART_AGGREGATES.includes(spec.aggregate)) spec.aggregate = DEFAULT_CHART.aggregate;
+  return spec;
+}
+
+/**
+ * Set fields of chart cell `id`'s spec and commit (only changed entries are written, one map
+ * entry per field, so concurrent changes to different fields merge). Throws {@link CellError}.
+ */
+export function setChart(doc: LoroDoc, id: string, fields: Partial<ChartSpec>): void {
+  const handle = mustFind(doc, id);
+  if (handle.kind !== "chart") throw new CellError(`cell ${JSON.stringify(id)} is not a chart cell`);
+  if (fields.mark !== undefined && !CHART_MARKS.includes(fields.mark)) throw new CellError(`unknown chart mark ${fields.mark}`);
+  if (fields.aggregate !== undefined && !CHART_AGGREGATES.includes(fields.aggregate)) {
+    throw new CellError(`unknown chart aggregate ${fields.aggregate}`);
+  }
+  let chart: unknown = handle.map.get("chart");
+  if (!(chart instanceof LoroMap)) chart = handle.map.setContainer("chart", new LoroMap());
+  const map = chart as LoroMap;
+  let changed = false;
+  for (const [key, value] of Object.entries(fields)) {
+    if (value === undefined || map.get(key) === value) continue;
+    map.set(key, value);
+    changed = true;
+  }
+  if (changed) doc.commit({ origin: STRUCTURE_ORIGIN });
 }

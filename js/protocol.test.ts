@@ -62,6 +62,10 @@ describe("protocol", () => {
       { kind: "preview", view, id, version },
       { kind: "restore", view, id, version },
       { kind: "restore", view, id, version, author: "Ana" },
+      { kind: "page", view, id, cell, offset: 500, limit: 500 },
+      { kind: "page", view, id, cell, offset: 0, limit: 5000, sort: [{ column: 'odd "col"', desc: true }], branch: "what-if" },
+      { kind: "export", view, id, cell, format: "parquet" },
+      { kind: "export", view, id, cell, format: "csv", sort: [{ column: "x", desc: false }] },
     ];
     for (const message of messages) {
       const wire = encodeClient(message);
@@ -108,7 +112,10 @@ describe("protocol", () => {
         elapsed_ms: 12.5,
         arrow: bytes(0xff, 0xff),
         branch: "main",
+        author: "ana",
       },
+      { kind: "page", to: view, id, cell, branch: "main", offset: 500, rows: 336776, sort: [{ column: "dep_delay", desc: true }], arrow: bytes(1, 2) },
+      { kind: "export", to: view, id, cell, format: "csv", filename: "q1.csv", data: bytes(97, 44, 98) },
       { kind: "error", code: "query", message: "Parser Error", cell, line: 0, column: 7 },
       { kind: "error", code: "protocol", message: "bad", to: view },
       { kind: "pong", to: view, id },
@@ -207,6 +214,8 @@ describe("protocol", () => {
   it("rejects malformed known messages with ProtocolError", () => {
     assert.throws(() => decodeServer({ kind: "welcome", to: view, room: "r", branch: "b", protocol: 1 }, []), ProtocolError);
     assert.throws(() => decodeServer({ kind: "result", cell: 3 }, []), ProtocolError);
+    assert.throws(() => decodeServer({ kind: "export", to: view, id, cell, format: "xlsx", filename: "f" }, [bytes(1)]), ProtocolError);
+    assert.throws(() => decodeClient({ kind: "page", view, id, cell, offset: 0, limit: 5001 }, []), ProtocolError);
     assert.throws(() => decodeServer("hello", []), ProtocolError);
     assert.throws(() => decodeClient({ kind: "update", view }, []), ProtocolError);
     assert.throws(() => decodeClient({ kind: "awareness", view }, []), ProtocolError);
@@ -238,5 +247,33 @@ describe("protocol", () => {
     const ids = new Set(Array.from({ length: 200 }, () => randomId()));
     assert.equal(ids.size, 200);
     for (const x of ids) assert.match(x, /^[A-Za-z0-9_-]{12}$/);
+  });
+});
+
+describe("run status messages", () => {
+  it("round-trips cancel, run_all and run with cascade", () => {
+    const view = "v" as ViewId;
+    const id = "r" as RequestId;
+    const cell = "c" as CellId;
+    for (const message of [
+      { kind: "cancel", view, id, cell, branch: "b" },
+      { kind: "run_all", view, id },
+      { kind: "run", view, id, cell, cascade: false },
+    ] as const) {
+      const wire = encodeClient(message);
+      assert.deepEqual(decodeClient(wire.content, wire.buffers), message);
+    }
+  });
+
+  it("decodes run_progress, cancelled, stale and queued", () => {
+    assert.deepEqual(decodeServer({ kind: "run_progress", cell: "c", branch: "main", elapsed_ms: 250, percent: null }, []), {
+      kind: "run_progress", cell: "c", branch: "main", elapsed_ms: 250, percent: null,
+    });
+    assert.deepEqual(decodeServer({ kind: "stale", branch: "main", cells: ["a", "b"] }, []), { kind: "stale", branch: "main", cells: ["a", "b"] });
+    assert.deepEqual(decodeServer({ kind: "cancelled", id: "r", cell: "c", branch: "main", elapsed_ms: 3 }, []), {
+      kind: "cancelled", id: "r", cell: "c", branch: "main", elapsed_ms: 3,
+    });
+    assert.deepEqual(decodeServer({ kind: "queued", id: null, cell: "c", branch: "main" }, []), { kind: "queued", id: null, cell: "c", branch: "main" });
+    assert.throws(() => decodeServer({ kind: "stale", branch: "main", cells: [1] }, []), ProtocolError);
   });
 });

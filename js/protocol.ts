@@ -12,8 +12,8 @@
  * branch; messages about a document carry `branch`, and a view ignores other branches' messages.
  */
 
-export const CLIENT_KINDS = ["hello", "update", "run", "ping", "awareness", "history", "preview", "restore", "branch", "merge"] as const;
-export const SERVER_KINDS = ["welcome", "update", "saved", "run_started", "result", "error", "pong", "awareness", "history", "preview", "restored", "branches", "branch_created", "merge_preview", "merged"] as const;
+export const CLIENT_KINDS = ["hello", "update", "run", "ping", "awareness", "history", "preview", "restore", "branch", "merge", "chart_data", "page", "export", "cancel", "run_all"] as const;
+export const SERVER_KINDS = ["welcome", "update", "saved", "run_started", "result", "error", "pong", "awareness", "history", "preview", "restored", "branches", "branch_created", "merge_preview", "merged", "chart_data", "page", "export", "run_progress", "cancelled", "stale", "queued"] as const;
 
 /** Bumped with `PROTOCOL_VERSION` in protocol.py whenever a message changes shape. */
 export const PROTOCOL_VERSION = 2;
@@ -58,6 +58,25 @@ export interface Run {
   view: ViewId;
   id: RequestId;
   cell: CellId;
+  branch?: string;
+  /** Re-run the cells that read this one after it (absent: true). */
+  cascade?: boolean;
+}
+
+/** Cancel the cell's run (running: interrupted; queued: dropped) and the rest of its cascade. */
+export interface Cancel {
+  kind: "cancel";
+  view: ViewId;
+  id: RequestId;
+  cell: CellId;
+  branch?: string;
+}
+
+/** Run every SQL cell of the branch in dependency order. */
+export interface RunAll {
+  kind: "run_all";
+  view: ViewId;
+  id: RequestId;
   branch?: string;
 }
 
@@ -125,7 +144,52 @@ export interface MergeRequest {
   preview: boolean;
 }
 
+/** One sort key of a result page (nulls always last). */
+export interface SortKey {
+  column: string;
+  desc: boolean;
+}
+
+/** Largest `limit` of a `page` request (rows). */
+export const MAX_PAGE_ROWS = 5000;
+
+/** Ask for rows `offset` .. `offset + limit - 1` (0-based; limit 1-5000) of cell `cell`'s last result, sorted. */
+export interface PageRequest {
+  kind: "page";
+  view: ViewId;
+  id: RequestId;
+  cell: CellId;
+  offset: number;
+  limit: number;
+  sort?: SortKey[];
+  branch?: string;
+}
+
+export type ExportFormat = "csv" | "parquet";
+
+/** Ask for cell `cell`'s whole last result as a file. */
+export interface ExportRequest {
+  kind: "export";
+  view: ViewId;
+  id: RequestId;
+  cell: CellId;
+  format: ExportFormat;
+  sort?: SortKey[];
+  branch?: string;
+}
+
+/** Ask for the data of chart cell `cell` as the kernel's replica specifies it. */
+export interface ChartDataRequest {
+  kind: "chart_data";
+  view: ViewId;
+  id: RequestId;
+  cell: CellId;
+  branch?: string;
+}
+
 export type ClientMessage =
+  | Cancel
+  | RunAll
   | Hello
   | ClientUpdate
   | Run
@@ -135,7 +199,10 @@ export type ClientMessage =
   | PreviewRequest
   | RestoreRequest
   | BranchRequest
-  | MergeRequest;
+  | MergeRequest
+  | ChartDataRequest
+  | PageRequest
+  | ExportRequest;
 
 // --- server messages (kernel -> views) -------------------------------------------------------
 
@@ -195,6 +262,41 @@ export interface Result {
   shown: number;
   elapsed_ms: number;
   arrow: Uint8Array;
+  branch: string;
+  /** Who ran it ("" when unknown, or from an older kernel). */
+  author?: string;
+}
+
+/** A running cell, every ~250 ms: elapsed ms and DuckDB's progress (0-100, null: unknown). */
+export interface RunProgress {
+  kind: "run_progress";
+  cell: CellId;
+  branch: string;
+  elapsed_ms: number;
+  percent: number | null;
+}
+
+/** A run ended because it was cancelled (not an error); `elapsed_ms` 0 if it never started. */
+export interface Cancelled {
+  kind: "cancelled";
+  id: RequestId | null;
+  cell: CellId;
+  branch: string;
+  elapsed_ms: number;
+}
+
+/** The full current set of stale cells of `branch`. */
+export interface Stale {
+  kind: "stale";
+  branch: string;
+  cells: CellId[];
+}
+
+/** A run waits behind another run. */
+export interface Queued {
+  kind: "queued";
+  id: RequestId | null;
+  cell: CellId;
   branch: string;
 }
 
@@ -347,7 +449,48 @@ export interface Merged {
   current: VersionId;
 }
 
+/** Answer to `chart_data`: `rows` rows as an Arrow IPC stream (columns x, y, then colour if any). */
+export interface ChartData {
+  kind: "chart_data";
+  to: ViewId;
+  id: RequestId;
+  cell: CellId;
+  branch: string;
+  rows: number;
+  arrow: Uint8Array;
+}
+
+/** Answer to `page`: the rows as an Arrow IPC stream; `rows` is the result's total (from its run). */
+export interface PageReply {
+  kind: "page";
+  to: ViewId;
+  id: RequestId;
+  cell: CellId;
+  branch: string;
+  offset: number;
+  rows: number;
+  sort: SortKey[];
+  arrow: Uint8Array;
+}
+
+/** Answer to `export`: the file's bytes and a suggested file name. */
+export interface ExportReply {
+  kind: "export";
+  to: ViewId;
+  id: RequestId;
+  cell: CellId;
+  format: ExportFormat;
+  filename: string;
+  data: Uint8Array;
+}
+
 export type ServerMessage =
+  | RunProgress
+  | Cancelled
+  | Stale
+  | Queued
+  | PageReply
+  | ExportReply
   | Welcome
   | ServerUpdate
   | Saved
@@ -362,7 +505,8 @@ export type ServerMessage =
   | BranchesMessage
   | BranchCreated
   | MergePreviewReply
-  | Merged;
+  | Merged
+  | ChartData;
 
 /** What anywidget hands over: JSON content plus binary buffers. */
 export interface Wire {
@@ -428,8 +572,15 @@ export function encodeClient(message: ClientMessage): Wire {
       return { content: { kind: "hello", view: message.view, ...branchField(message.branch) }, buffers: [tightBytes(message.version)] };
     case "update":
       return { content: { kind: "update", view: message.view, ...branchField(message.branch) }, buffers: message.updates.map(tightBytes) };
-    case "run":
-      return { content: { kind: "run", view: message.view, id: message.id, cell: message.cell, ...branchField(message.branch) }, buffers: [] };
+    case "run": {
+      const content: Record<string, unknown> = { kind: "run", view: message.view, id: message.id, cell: message.cell, ...branchField(message.branch) };
+      if (message.cascade !== undefined) content["cascade"] = message.cascade;
+      return { content, buffers: [] };
+    }
+    case "cancel":
+      return { content: { kind: "cancel", view: message.view, id: message.id, cell: message.cell, ...branchField(message.branch) }, buffers: [] };
+    case "run_all":
+      return { content: { kind: "run_all", view: message.view, id: message.id, ...branchField(message.branch) }, buffers: [] };
     case "ping":
       return { content: { kind: "ping", view: message.view, id: message.id }, buffers: [] };
     case "awareness":
@@ -468,6 +619,22 @@ export function encodeClient(message: ClientMessage): Wire {
         content: { kind: "merge", view: message.view, id: message.id, source: message.source, into: message.into, preview: message.preview },
         buffers: [],
       };
+    case "chart_data":
+      return { content: { kind: "chart_data", view: message.view, id: message.id, cell: message.cell, ...branchField(message.branch) }, buffers: [] };
+    case "page": {
+      const content: Record<string, unknown> = {
+        kind: "page", view: message.view, id: message.id, cell: message.cell, offset: message.offset, limit: message.limit, ...branchField(message.branch),
+      };
+      if (message.sort && message.sort.length > 0) content["sort"] = message.sort.map((k) => ({ column: k.column, desc: k.desc }));
+      return { content, buffers: [] };
+    }
+    case "export": {
+      const content: Record<string, unknown> = {
+        kind: "export", view: message.view, id: message.id, cell: message.cell, format: message.format, ...branchField(message.branch),
+      };
+      if (message.sort && message.sort.length > 0) content["sort"] = message.sort.map((k) => ({ column: k.column, desc: k.desc }));
+      return { content, buffers: [] };
+    }
     default:
       assertNever(message);
       throw new ProtocolError(`cannot encode a message of kind ${String((message as { kind?: unknown }).kind)}`);
@@ -589,6 +756,17 @@ function branchInfo(b: Record<string, unknown>): BranchInfo {
   };
 }
 
+function sortKeys(content: Record<string, unknown>): SortKey[] {
+  if (content["sort"] === undefined || content["sort"] === null) return [];
+  return list(content, "sort").map((k) => ({ column: str(k, "column"), desc: bool(k, "desc") }));
+}
+
+function exportFormat(content: Record<string, unknown>): ExportFormat {
+  const format = str(content, "format");
+  if (format !== "csv" && format !== "parquet") throw new ProtocolError(`unknown export format ${format}`);
+  return format;
+}
+
 function isServerKind(kind: unknown): kind is ServerKind {
   return typeof kind === "string" && (SERVER_KINDS as readonly string[]).includes(kind);
 }
@@ -647,6 +825,7 @@ export function decodeServer(content: unknown, rawBuffers: readonly RawBuffer[] 
         elapsed_ms: num(c, "elapsed_ms"),
         arrow: buffer(buffers, 0, "arrow IPC stream"),
         branch: str(c, "branch"),
+        author: optStr(c, "author") ?? "",
       };
     case "error": {
       const message: ErrorMessage = { kind, code: str(c, "code"), message: str(c, "message") };
@@ -719,6 +898,49 @@ export function decodeServer(content: unknown, rawBuffers: readonly RawBuffer[] 
         into: str(c, "into"),
         current: str(c, "current") as VersionId,
       };
+    case "chart_data":
+      return {
+        kind,
+        to: str(c, "to") as ViewId,
+        id: str(c, "id") as RequestId,
+        cell: str(c, "cell") as CellId,
+        branch: str(c, "branch"),
+        rows: num(c, "rows"),
+        arrow: buffer(buffers, 0, "arrow IPC stream"),
+      };
+    case "page":
+      return {
+        kind,
+        to: str(c, "to") as ViewId,
+        id: str(c, "id") as RequestId,
+        cell: str(c, "cell") as CellId,
+        branch: str(c, "branch"),
+        offset: num(c, "offset"),
+        rows: num(c, "rows"),
+        sort: sortKeys(c),
+        arrow: buffer(buffers, 0, "arrow IPC stream"),
+      };
+    case "export":
+      return {
+        kind,
+        to: str(c, "to") as ViewId,
+        id: str(c, "id") as RequestId,
+        cell: str(c, "cell") as CellId,
+        format: exportFormat(c),
+        filename: str(c, "filename"),
+        data: buffer(buffers, 0, "file bytes"),
+      };
+    case "run_progress":
+      return { kind, cell: str(c, "cell") as CellId, branch: str(c, "branch"), elapsed_ms: num(c, "elapsed_ms"), percent: optNum(c, "percent") ?? null };
+    case "cancelled":
+      return { kind, id: (optStr(c, "id") ?? null) as RequestId | null, cell: str(c, "cell") as CellId, branch: str(c, "branch"), elapsed_ms: num(c, "elapsed_ms") };
+    case "stale": {
+      const cells = c["cells"];
+      if (!Array.isArray(cells) || !cells.every((x) => typeof x === "string")) throw new ProtocolError("field cells must be a list of strings");
+      return { kind, branch: str(c, "branch"), cells: cells as CellId[] };
+    }
+    case "queued":
+      return { kind, id: (optStr(c, "id") ?? null) as RequestId | null, cell: str(c, "cell") as CellId, branch: str(c, "branch") };
     default:
       assertNever(kind, kind);
       return null;
@@ -753,6 +975,7 @@ export function encodeServer(message: ServerMessage): Wire {
           shown: message.shown,
           elapsed_ms: message.elapsed_ms,
           branch: message.branch,
+          author: message.author ?? "",
         },
         buffers: [message.arrow],
       };
@@ -767,6 +990,28 @@ export function encodeServer(message: ServerMessage): Wire {
       return { content: { kind: "pong", to: message.to, id: message.id }, buffers: [] };
     case "awareness":
       return { content: { kind: "awareness", origin: message.origin }, buffers: [message.update] };
+    case "chart_data":
+      return {
+        content: { kind: "chart_data", to: message.to, id: message.id, cell: message.cell, branch: message.branch, rows: message.rows },
+        buffers: [message.arrow],
+      };
+    case "page":
+      return {
+        content: {
+          kind: "page", to: message.to, id: message.id, cell: message.cell, branch: message.branch,
+          offset: message.offset, rows: message.rows, sort: message.sort.map((k) => ({ column: k.column, desc: k.desc })),
+        },
+        buffers: [message.arrow],
+      };
+    case "export":
+      return {
+        content: { kind: "export", to: message.to, id: message.id, cell: message.cell, format: message.format, filename: message.filename },
+        buffers: [message.data],
+      };
+    case "run_progress":
+    case "cancelled":
+    case "stale":
+    case "queued":
     case "history":
     case "preview":
     case "restored":
@@ -805,8 +1050,15 @@ export function decodeClient(content: unknown, rawBuffers: readonly RawBuffer[] 
         throw new ProtocolError("update needs one or more non-empty buffers");
       }
       return { kind: k, view, updates: buffers, ...branch };
-    case "run":
+    case "run": {
+      const message: Run = { kind: k, view, id: str(c, "id") as RequestId, cell: str(c, "cell") as CellId, ...branch };
+      if (c["cascade"] !== undefined) message.cascade = bool(c, "cascade");
+      return message;
+    }
+    case "cancel":
       return { kind: k, view, id: str(c, "id") as RequestId, cell: str(c, "cell") as CellId, ...branch };
+    case "run_all":
+      return { kind: k, view, id: str(c, "id") as RequestId, ...branch };
     case "ping":
       return { kind: k, view, id: str(c, "id") as RequestId };
     case "awareness":
@@ -848,6 +1100,24 @@ export function decodeClient(content: unknown, rawBuffers: readonly RawBuffer[] 
     }
     case "merge":
       return { kind: k, view, id: str(c, "id") as RequestId, source: str(c, "source"), into: str(c, "into"), preview: bool(c, "preview") };
+    case "chart_data":
+      return { kind: k, view, id: str(c, "id") as RequestId, cell: str(c, "cell") as CellId, ...branch };
+    case "page": {
+      const offset = optNum(c, "offset") ?? 0;
+      const limit = optNum(c, "limit") ?? 500;
+      if (!Number.isInteger(offset) || offset < 0) throw new ProtocolError("offset must be an integer >= 0");
+      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_ROWS) throw new ProtocolError(`limit must be an integer from 1 to ${MAX_PAGE_ROWS}`);
+      const message: PageRequest = { kind: k, view, id: str(c, "id") as RequestId, cell: str(c, "cell") as CellId, offset, limit, ...branch };
+      const sort = sortKeys(c);
+      if (sort.length > 0) message.sort = sort;
+      return message;
+    }
+    case "export": {
+      const message: ExportRequest = { kind: k, view, id: str(c, "id") as RequestId, cell: str(c, "cell") as CellId, format: exportFormat(c), ...branch };
+      const sort = sortKeys(c);
+      if (sort.length > 0) message.sort = sort;
+      return message;
+    }
     default:
       assertNever(k, k);
       throw new ProtocolError(`unknown message kind ${String(kind)}`);

@@ -30,6 +30,11 @@ import {
   assertNever,
   type BranchCreated,
   type BranchesMessage,
+  type ExportFormat,
+  type ExportReply,
+  type PageReply,
+  type SortKey,
+  type ChartData,
   decodeServer,
   encodeClient,
   isForView,
@@ -46,6 +51,10 @@ import {
   type Restored,
   type Result,
   type RunStarted,
+  type RunProgress,
+  type Cancelled,
+  type Queued,
+  type Stale,
   type ServerAwareness,
   type ServerMessage,
   type VersionId,
@@ -101,6 +110,11 @@ export interface SyncEvents {
   run_started: RunStarted;
   result: Result;
   error: ErrorMessage;
+  /** Run status of this branch's cells: progress, cancelled, waiting, and the stale set. */
+  run_progress: RunProgress;
+  cancelled: Cancelled;
+  queued: Queued;
+  stale: Stale;
   /** Presence from other views (or everyone's, after a welcome); see presence.ts. */
   awareness: ServerAwareness;
   /** Replies to this view's `history` / `preview` / `restore` requests. */
@@ -113,6 +127,11 @@ export interface SyncEvents {
   branch_created: BranchCreated;
   merge_preview: MergePreviewReply;
   merged: Merged;
+  /** Replies to this view's result `page` / `export` requests. */
+  page: PageReply;
+  export: ExportReply;
+  /** Replies to this view's `chart_data` requests. */
+  chart_data: ChartData;
 }
 
 type Listener<T> = (value: T) => void;
@@ -281,6 +300,21 @@ export class SyncClient {
     return id;
   }
 
+  /** Ask the kernel to cancel cell `cell`'s run (it ends as a `cancelled` event). */
+  cancel(cell: string): RequestId {
+    const id = randomId() as RequestId;
+    this.send({ kind: "cancel", view: this.viewId, id, cell: cell as CellId, ...this.branchField() });
+    return id;
+  }
+
+  /** Ask the kernel to run every SQL cell of this branch, in dependency order. */
+  runAll(): RequestId {
+    this.flush();
+    const id = randomId() as RequestId;
+    this.send({ kind: "run_all", view: this.viewId, id, ...this.branchField() });
+    return id;
+  }
+
   /** Send a liveness ping; the status logic watches for the pong. */
   ping(): RequestId {
     const id = randomId() as RequestId;
@@ -341,6 +375,38 @@ export class SyncClient {
     this.flush();
     const id = randomId() as RequestId;
     this.send({ kind: "merge", view: this.viewId, id, source, into, preview });
+    return id;
+  }
+
+  /**
+   * Ask for the data of chart cell `cell` (the kernel reads its spec from its replica, so pending
+   * updates go first). The reply is a `chart_data` event, or an `error` echoing the id.
+   */
+  chartData(cell: string): RequestId {
+    this.flush();
+    const id = randomId() as RequestId;
+    this.send({ kind: "chart_data", view: this.viewId, id, cell: cell as CellId, ...this.branchField() });
+    return id;
+  }
+
+  /**
+   * Ask for rows `offset` .. `offset + limit - 1` (0-based) of cell `cell`'s last result, sorted
+   * in the kernel by `sort`; the reply is a `page` event, or an `error` echoing the id.
+   */
+  page(cell: string, offset: number, limit: number, sort: SortKey[] = []): RequestId {
+    const id = randomId() as RequestId;
+    const message: ClientMessage = { kind: "page", view: this.viewId, id, cell: cell as CellId, offset, limit, ...this.branchField() };
+    if (sort.length > 0) message.sort = sort;
+    this.send(message);
+    return id;
+  }
+
+  /** Ask for cell `cell`'s whole last result as a file; the reply is an `export` event (or `error`). */
+  exportResult(cell: string, format: ExportFormat, sort: SortKey[] = []): RequestId {
+    const id = randomId() as RequestId;
+    const message: ClientMessage = { kind: "export", view: this.viewId, id, cell: cell as CellId, format, ...this.branchField() };
+    if (sort.length > 0) message.sort = sort;
+    this.send(message);
     return id;
   }
 
@@ -453,6 +519,10 @@ export class SyncClient {
       case "run_started":
       case "result":
       case "error":
+      case "run_progress":
+      case "cancelled":
+      case "queued":
+      case "stale":
         return message.branch === undefined || message.branch === this.branchName;
       case "welcome":
         return this.branchName === null || message.branch === this.branchName;
@@ -477,6 +547,18 @@ export class SyncClient {
         break;
       case "result":
         this.emit("result", message);
+        break;
+      case "run_progress":
+        this.emit("run_progress", message);
+        break;
+      case "cancelled":
+        this.emit("cancelled", message);
+        break;
+      case "queued":
+        this.emit("queued", message);
+        break;
+      case "stale":
+        this.emit("stale", message);
         break;
       case "error":
         this.emit("error", message);
@@ -507,6 +589,15 @@ export class SyncClient {
         break;
       case "merged":
         this.emit("merged", message);
+        break;
+      case "page":
+        this.emit("page", message);
+        break;
+      case "export":
+        this.emit("export", message);
+        break;
+      case "chart_data":
+        this.emit("chart_data", message);
         break;
       default:
         assertNever(message);

@@ -20,6 +20,7 @@ import { LOG_PREFIX, randomId, type BranchInfo, type ErrorMessage, type RawBuffe
 import { Presence } from "./presence";
 import { SyncClient } from "./sync";
 import { CellList, type CellOutcome } from "./ui/cells";
+import { ResultRequests } from "./ui/grid";
 import { h } from "./ui/dom";
 import { UndoScopes } from "./ui/editor";
 import { CLOCK_ICON, HistoryPanel, PreviewView } from "./ui/history";
@@ -96,21 +97,30 @@ function mount(model: AnyModel, el: HTMLElement, options: MountOptions): () => v
   const presence = new Presence({ viewId: sync.viewId, name: who.name, branch: options.branch, send: (update) => sync.sendAwareness(update) });
   const presenceBar = new PresenceBar({ presence, signal, fixedName: who.fixed });
   const outcomes = new Map<string, CellOutcome>();
+  const stale = new Set<string>();
   const banner = new Banner(signal);
   const undoControls = new UndoControls({ scopes: undo, signal });
 
+  const results = new ResultRequests(sync); // result grids' page and export requests
+  cleanups.push(() => results.dispose());
   const cells = new CellList({
+    results,
     doc: sync.doc,
     undo,
     presence,
     signal,
     outcomes,
     run: (cellId) => {
-      outcomes.set(cellId, { ...outcomes.get(cellId), running: true });
+      const was = outcomes.get(cellId);
+      if (was?.running) outcomes.set(cellId, { ...was, queued: true });
+      else outcomes.set(cellId, { ...was, running: true, cancelled: false, startedAt: Date.now(), progress: undefined });
       cells.showOutcome(cellId);
       sync.run(cellId);
     },
+    cancel: (cellId) => void sync.cancel(cellId),
+    stale,
     notify: (message) => banner.show(message),
+    chartData: (cellId) => sync.chartData(cellId),
   });
 
   const status = new StatusBadge(sync.getStatus());
@@ -132,6 +142,12 @@ function mount(model: AnyModel, el: HTMLElement, options: MountOptions): () => v
     "+ SQL cell",
   );
   addButton.addEventListener("click", () => cells.addCell(), { signal });
+  const runAllButton = h("button", { type: "button", class: "snb-btn snb-run-all", testid: "snb-run-all", title: "Run every SQL cell in dependency order" }, "Run all");
+  runAllButton.addEventListener("click", () => void sync.runAll(), { signal });
+  const addText = h("button", { type: "button", class: "snb-btn snb-add", testid: "snb-add-markdown", title: "Add a Markdown text cell at the end" }, "+ Text");
+  addText.addEventListener("click", () => cells.addCell("markdown"), { signal });
+  const addChart = h("button", { type: "button", class: "snb-btn snb-add", testid: "snb-add-chart", title: "Add a chart of a SQL cell's result at the end" }, "+ Chart");
+  addChart.addEventListener("click", () => cells.addCell("chart"), { signal });
 
   // --- history panel and preview (the live cells are hidden, never rebuilt, while previewing)
   const frontiersOf = (v: VersionId) => decodeFrontiers(fromBase64Url(v));
@@ -157,7 +173,7 @@ function mount(model: AnyModel, el: HTMLElement, options: MountOptions): () => v
     historyButton.classList.toggle("snb-active", open);
   }, { signal });
   const previewHost = h("div", { class: "snb-preview-host" });
-  const footer = h("div", { class: "snb-footer" }, addButton);
+  const footer = h("div", { class: "snb-footer" }, addButton, addText, addChart);
   let previewing: { id: RequestId; version: VersionInfo } | null = null;
   let previewAbort: AbortController | null = null;
 
@@ -182,7 +198,7 @@ function mount(model: AnyModel, el: HTMLElement, options: MountOptions): () => v
 
   // Focusable (tabindex -1), so a click anywhere in the widget keeps its undo keys here.
   const root = h("div", { class: "snb-root", testid: "snb-root", "data-view": sync.viewId, tabindex: "-1" },
-    h("div", { class: "snb-toolbar" }, room, branchBar.el, historyButton, undoControls.el, h("span", { class: "snb-spacer" }), presenceBar.el, status.el),
+    h("div", { class: "snb-toolbar" }, room, branchBar.el, historyButton, runAllButton, undoControls.el, h("span", { class: "snb-spacer" }), presenceBar.el, status.el),
     branchBar.panel,
     history.el,
     banner.el,
@@ -250,9 +266,31 @@ function mount(model: AnyModel, el: HTMLElement, options: MountOptions): () => v
       branchBar.closeForms();
       banner.show(`Merged ${m.source} into ${m.into}.`, "merged", "info");
     }),
-    sync.on("run_started", (m) => finish(m.cell, { ...outcomes.get(m.cell), running: true })),
+    sync.on("run_started", (m) => {
+      const was = outcomes.get(m.cell);
+      const fresh = !was?.running || was.queued || !was.startedAt; // else this view's own optimistic start
+      finish(m.cell, { ...was, running: true, confirmed: true, queued: false, cancelled: false, ...(fresh ? { startedAt: Date.now(), progress: undefined } : {}) });
+    }),
+    sync.on("run_progress", (m) => {
+      const was = outcomes.get(m.cell);
+      finish(m.cell, { ...was, running: true, confirmed: true, progress: { elapsed_ms: m.elapsed_ms, percent: m.percent }, startedAt: was?.startedAt ?? Date.now() - m.elapsed_ms });
+    }),
+    sync.on("queued", (m) => {
+      const was = outcomes.get(m.cell);
+      finish(m.cell, { ...was, running: was?.confirmed === true, queued: true });
+    }),
+    sync.on("cancelled", (m) => finish(m.cell, { ...outcomes.get(m.cell), running: false, confirmed: false, queued: false, cancelled: true })),
+    sync.on("stale", (m) => {
+      const before = new Set(stale);
+      stale.clear();
+      for (const id of m.cells) stale.add(id);
+      for (const id of new Set([...before, ...stale])) cells.showOutcome(id);
+    }),
     sync.on("result", (m) => finish(m.cell, { running: false, result: m })),
+    sync.on("chart_data", (m) => cells.showChartData(m)),
     sync.on("error", (m: ErrorMessage) => {
+      if (m.id !== undefined && results.answered(m.id)) return; // shown by the grid
+      if (cells.chartError(m)) return;
       if (m.cell !== undefined) finish(m.cell, { running: false, error: m });
       else banner.show(m.message, m.code);
       if (m.code === "branch_not_found" && !sync.isWelcomed()) {

@@ -207,8 +207,7 @@ def test_branch_and_merge_requests_from_a_view(lake):
         assert ("five", "select 5") not in view.cells()
 
         mine.send({"kind": "merge", "id": "r2", "source": "mine", "into": "main", "preview": True})
-        pump(mine)
-        preview = next(m for m in mine.received if m["kind"] == "merge_preview")
+        preview = mine.wait_for("merge_preview", "r2")  # answered from the reader thread
         assert [(d["name"], d["status"]) for d in preview["diff"]] == [("five", "added")]
         assert ("five", "select 5") not in sources(room.cells)
         mine.send({"kind": "merge", "id": "r3", "source": "mine", "into": "main", "preview": False})
@@ -237,10 +236,11 @@ def test_history_and_runs_follow_the_views_branch(lake):
         pump(view)
         view.send({"kind": "run", "id": "r", "cell": cid})
         view.send({"kind": "history", "id": "h"})
+        assert room._runner.wait_idle()
         pump(view)
         result = next(m for m in view.received if m["kind"] == "result")
         assert result["branch"] == "b"
-        reply = next(m for m in view.received if m["kind"] == "history")
+        reply = view.wait_for("history", "h")
         main_version = room.version
         room.checkout_branch("b")
         assert reply["current"] == room.version != main_version

@@ -230,8 +230,65 @@ def test_every_server_message_type_encodes_to_its_kind():
             to=p.ViewId("v"), id=p.RequestId("r"), source="b", into="main", cells=(), diff=()
         ),
         p.Merged(to=p.ViewId("v"), id=p.RequestId("r"), source="b", into="main", current="AQM"),
+        p.ChartData(
+            to=p.ViewId("v"), id=p.RequestId("r"), cell="c", branch="main", rows=0, arrow=b""
+        ),
+        p.Page(
+            to=p.ViewId("v"),
+            id=p.RequestId("r"),
+            cell="c",
+            branch="main",
+            offset=0,
+            rows=0,
+            sort=(),
+            arrow=b"",
+        ),
+        p.Export(
+            to=p.ViewId("v"),
+            id=p.RequestId("r"),
+            cell="c",
+            format="csv",
+            filename="c.csv",
+            data=b"",
+        ),
+        p.RunProgress(cell="c", branch="main", elapsed_ms=1.0, percent=None),
+        p.Cancelled(id=None, cell="c", branch="main", elapsed_ms=1.0),
+        p.Stale(branch="main", cells=("c",)),
+        p.Queued(id=None, cell="c", branch="main"),
     ]
     assert sorted(p.encode_server(m).content["kind"] for m in samples) == sorted(p.SERVER_KINDS)
+
+
+def test_run_cancel_and_run_all_requests_decode_with_defaults():
+    run = p.decode_client({"kind": "run", "view": "v", "id": "r", "cell": "c"}, [])
+    assert isinstance(run, p.Run) and run.cascade is True
+    once = p.decode_client(
+        {"kind": "run", "view": "v", "id": "r", "cell": "c", "cascade": False}, []
+    )
+    assert isinstance(once, p.Run) and once.cascade is False
+    with pytest.raises(ProtocolError):
+        p.decode_client({"kind": "run", "view": "v", "id": "r", "cell": "c", "cascade": 1}, [])
+    cancel = p.decode_client(
+        {"kind": "cancel", "view": "v", "id": "r", "cell": "c", "branch": "b"}, []
+    )
+    assert cancel == p.Cancel(view=p.ViewId("v"), id=p.RequestId("r"), cell="c", branch="b")
+    assert p.decode_client({"kind": "run_all", "view": "v", "id": "r"}, []) == p.RunAll(
+        view=p.ViewId("v"), id=p.RequestId("r")
+    )
+
+
+def test_run_status_messages_encode_as_plain_json():
+    progress = p.encode_server(p.RunProgress(cell="c", branch="b", elapsed_ms=250.0, percent=12.5))
+    assert progress.content == {
+        "kind": "run_progress",
+        "cell": "c",
+        "branch": "b",
+        "elapsed_ms": 250.0,
+        "percent": 12.5,
+    }
+    stale = p.encode_server(p.Stale(branch="b", cells=("x", "y")))
+    assert stale.content == {"kind": "stale", "branch": "b", "cells": ["x", "y"]}
+    assert stale.buffers == []
 
 
 def test_document_messages_name_their_branch_and_default_to_none():
@@ -282,3 +339,79 @@ def _ts_kinds(name: str) -> tuple[str, ...]:
 def test_js_and_python_protocols_name_the_same_kinds():
     assert _ts_kinds("CLIENT_KINDS") == p.CLIENT_KINDS
     assert _ts_kinds("SERVER_KINDS") == p.SERVER_KINDS
+
+
+def test_page_requests_decode_with_sort_keys_and_bounds():
+    msg = p.decode_client(
+        {
+            "kind": "page",
+            "view": "v",
+            "id": "r",
+            "cell": "c1",
+            "offset": 1000,
+            "limit": 500,
+            "sort": [{"column": 'odd "name"', "desc": True}, {"column": "x", "desc": False}],
+        },
+        None,
+    )
+    assert msg == p.PageRequest(
+        view=p.ViewId("v"),
+        id=p.RequestId("r"),
+        cell="c1",
+        offset=1000,
+        limit=500,
+        sort=(p.SortKey('odd "name"', True), p.SortKey("x", False)),
+    )
+    plain = p.decode_client({"kind": "page", "view": "v", "id": "r", "cell": "c1"}, None)
+    assert isinstance(plain, p.PageRequest) and (plain.offset, plain.limit, plain.sort) == (
+        0,
+        500,
+        (),
+    )
+    base = {"kind": "page", "view": "v", "id": "r", "cell": "c1"}
+    for bad in (
+        {"limit": 0},
+        {"limit": p.MAX_PAGE_ROWS + 1},
+        {"offset": -1},
+        {"sort": [{"column": "x", "desc": "yes"}]},
+        {"sort": [{"column": ""}]},
+        {"sort": "x"},
+    ):
+        with pytest.raises(ProtocolError):
+            p.decode_client({**base, **bad}, None)
+
+
+def test_export_requests_take_csv_or_parquet_and_replies_carry_the_file_in_a_buffer():
+    msg = p.decode_client(
+        {"kind": "export", "view": "v", "id": "r", "cell": "c1", "format": "parquet"}, None
+    )
+    assert isinstance(msg, p.ExportRequest) and msg.format == "parquet" and msg.sort == ()
+    with pytest.raises(ProtocolError, match="format"):
+        p.decode_client(
+            {"kind": "export", "view": "v", "id": "r", "cell": "c1", "format": "x"}, None
+        )
+    out = p.encode_server(
+        p.Export(
+            to=p.ViewId("v"),
+            id=p.RequestId("r"),
+            cell="c",
+            format="csv",
+            filename="n.csv",
+            data=b"a,b",
+        )
+    )
+    assert out.content["filename"] == "n.csv" and out.buffers == [b"a,b"]
+    page = p.encode_server(
+        p.Page(
+            to=p.ViewId("v"),
+            id=p.RequestId("r"),
+            cell="c",
+            branch="main",
+            offset=500,
+            rows=336776,
+            sort=(p.SortKey("dep_delay", True),),
+            arrow=b"ipc",
+        )
+    )
+    assert page.content["sort"] == [{"column": "dep_delay", "desc": True}]
+    assert page.content["rows"] == 336776 and page.buffers == [b"ipc"]

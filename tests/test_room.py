@@ -192,10 +192,12 @@ def test_a_run_from_one_view_shows_in_every_view(lake):
         )
         a, b = FakeView(room, "a"), FakeView(room, "b")
         a.send({"kind": "run", "id": "r1", "cell": cid})
+        assert room._runner.wait_idle()
         pump(a, b)
         for view in (a, b):
-            assert view.kinds()[-2:] == ["run_started", "result"]
-            result = view.received[-1]
+            runs = [k for k in view.kinds() if k in ("run_started", "result")]
+            assert runs[-2:] == ["run_started", "result"]
+            result = next(m for m in reversed(view.received) if m["kind"] == "result")
             assert result["rows"] == 12 and result["id"] == "r1" and result["name"] == "per_month"
             assert result["columns"] == [
                 {"name": "month", "type": "BIGINT"},
@@ -213,8 +215,9 @@ def test_a_failing_cell_reports_its_error_to_every_view(room):
     cid = room.add_cell("select 1,\n nope from nowhere", name="bad")
     a = FakeView(room, "a")
     a.send({"kind": "run", "id": "r2", "cell": cid})
+    assert room._runner.wait_idle()
     a.pump()
-    error = a.received[-1]
+    error = next(m for m in reversed(a.received) if m["kind"] == "error")
     assert error["kind"] == "error" and error["cell"] == cid and error["code"] == "query"
     assert "nowhere" in error["message"] and error["line"] == 1
     with pytest.raises(QueryError):
@@ -349,7 +352,7 @@ def test_history_request_lists_sessions_newest_first_in_pages(room):
     everything = room.history()
     assert len(everything) >= 5
     a.send({"kind": "history", "id": "h1", "limit": 2})
-    first = _replies(a, "history")[-1]
+    first = a.wait_for("history", "h1")
     assert first["id"] == "h1" and first["offset"] == 0 and first["more"] is True
     assert [v["id"] for v in first["versions"]] == [v.id for v in everything[:2]]
     assert first["current"] == room.version
@@ -357,7 +360,7 @@ def test_history_request_lists_sessions_newest_first_in_pages(room):
     assert newest["summary"] == everything[0].summary
     assert newest["time"].endswith("+00:00") and newest["cells"] == [cid]
     a.send({"kind": "history", "id": "h2", "offset": 2, "limit": 200})
-    rest = _replies(a, "history")[-1]
+    rest = a.wait_for("history", "h2")
     assert rest["offset"] == 2 and rest["more"] is False
     assert [v["id"] for v in rest["versions"]] == [v.id for v in everything[2:]]
 
@@ -369,7 +372,7 @@ def test_history_reply_carries_the_tags(room):
     tagged = room.tag("first")
     room.update_cell(cid, source="select 2")
     a.send({"kind": "history", "id": "h"})
-    reply = _replies(a, "history")[-1]
+    reply = a.wait_for("history", "h")
     assert reply["tags"] == [{"name": "first", "version": tagged}]
 
 
@@ -382,7 +385,7 @@ def test_preview_of_an_old_version_returns_its_cells_and_the_diff_to_now(room):
     before = room.cells
     pump(a, b)
     a.send({"kind": "preview", "id": "p1", "version": old})
-    reply = _replies(a, "preview")[-1]
+    reply = a.wait_for("preview", "p1")
     assert reply["id"] == "p1" and reply["version"] == old
     assert reply["cells"] == [{"id": cid, "kind": "sql", "name": "one", "source": "select 1"}]
     statuses = {d["name"]: d["status"] for d in reply["diff"]}
@@ -428,9 +431,10 @@ def test_a_bad_version_gets_an_error_to_that_view_only(room):
     b.received.clear()
     for kind in ("preview", "restore"):
         a.send({"kind": kind, "id": f"bad-{kind}", "version": "AAAAAAAA"})
+    a.wait_for("error", "bad-preview")  # previews are answered from the reader thread
     pump(a, b)
     errors = [m for m in a.received if m["kind"] == "error"]
-    assert [(m["to"], m["id"], m["code"]) for m in errors] == [
+    assert sorted((m["to"], m["id"], m["code"]) for m in errors) == [
         ("a", "bad-preview", "invalid"),
         ("a", "bad-restore", "invalid"),
     ]

@@ -17,13 +17,16 @@ import {
   type CellKind,
 } from "../notebook";
 import type { Presence } from "../presence";
-import { LOG_PREFIX, type ErrorMessage, type Result } from "../protocol";
+import { LOG_PREFIX, type ChartData, type ErrorMessage, type RequestId, type Result } from "../protocol";
+import { ChartView, pickColumns, type ChartSource } from "./chart";
 import { h } from "./dom";
+import { RunStatus, type RunState } from "./run_status";
+import { MarkdownMode } from "./markdown";
 import { createCellEditor, type UndoScopes } from "./editor";
-import { renderCellError, renderResult } from "./result";
+import { renderCellError, renderResult, type ResultSource, type ResultView } from "./result";
 
 /** What a cell last showed: results persist per cell id while the view lives. */
-export interface CellOutcome {
+export interface CellOutcome extends RunState {
   running: boolean;
   result?: Result;
   error?: ErrorMessage;
@@ -37,11 +40,33 @@ export interface CellsContext {
   signal: AbortSignal;
   outcomes: Map<string, CellOutcome>;
   run(cellId: string): void;
+  /** Cancel the cell's run (running or queued). */
+  cancel?(cellId: string): void;
+  /** Ids of the cells the kernel says are stale. */
+  stale?: Set<string>;
   /** Show a message in the widget's banner (e.g. an invalid cell name). */
   notify(message: string): void;
+  /** Ask the kernel for a chart cell's data (replies go to {@link CellList.showChartData}). */
+  chartData?(cellId: string): RequestId;
+  /** Where result grids get pages beyond the preview, and exports (the kernel). */
+  results?: ResultSource;
+}
+
+const KIND_LABELS: Record<CellKind, string> = { sql: "SQL", markdown: "MD", chart: "CHART" };
+const stamps = new WeakMap<object, number>();
+let nextStamp = 1;
+
+/** A number that changes whenever a cell's outcome (result or error) is replaced. */
+function outcomeStamp(outcome: CellOutcome | undefined): number {
+  const key = outcome?.result ?? outcome?.error;
+  if (!key) return 0;
+  let stamp = stamps.get(key);
+  if (stamp === undefined) stamps.set(key, (stamp = nextStamp++));
+  return stamp;
 }
 
 const ICONS = {
+  cancel: '<svg viewBox="0 0 16 16" aria-hidden="true"><rect x="4" y="4" width="8" height="8" rx="1"/></svg>',
   run: '<svg viewBox="0 0 16 16" aria-hidden="true"><path d="M4.5 3.2v9.6a.5.5 0 0 0 .77.42l7.4-4.8a.5.5 0 0 0 0-.84l-7.4-4.8a.5.5 0 0 0-.77.42z"/></svg>',
   up: '<svg viewBox="0 0 16 16" aria-hidden="true"><path d="M8 3.5 3.5 8l1 1L7.3 6.2V12.5h1.4V6.2L11.5 9l1-1z"/></svg>',
   down: '<svg viewBox="0 0 16 16" aria-hidden="true"><path d="M8 12.5 12.5 8l-1-1-2.8 2.8V3.5H7.3v6.3L4.5 7l-1 1z"/></svg>',
@@ -64,13 +89,20 @@ class CellView {
   readonly text: LoroText;
   private readonly nameEl: HTMLElement;
   private readonly stateEl: HTMLElement;
+  private readonly runStatus = new RunStatus();
+  private readonly cancelButton: HTMLButtonElement | null;
   private readonly output: HTMLElement;
   private readonly runButton: HTMLButtonElement | null;
   private readonly upButton: HTMLButtonElement;
   private readonly downButton: HTMLButtonElement;
   private readonly editor: EditorView;
+  /** Markdown cells: rendered / editing faces. */
+  private readonly markdown: MarkdownMode | null = null;
+  /** Chart cells: builder and chart. */
+  readonly chart: ChartView | null = null;
   private name = "";
   private shownOutcome: CellOutcome | undefined;
+  private resultView: ResultView | null = null;
 
   constructor(
     handle: CellHandle & { text: LoroText },
@@ -93,7 +125,10 @@ class CellView {
     this.nameEl.addEventListener("keydown", (e) => this.onNameKey(e), { signal });
     this.nameEl.addEventListener("blur", () => this.commitName(), { signal });
 
-    this.stateEl = h("span", { class: "snb-run-state", "aria-live": "polite" });
+    this.stateEl = this.runStatus.el;
+    this.cancelButton = handle.kind === "sql" ? iconButton("snb-cancel", ICONS.cancel, "Cancel the run", "Cancel") : null;
+    this.cancelButton?.addEventListener("click", () => ctx.cancel?.(this.id), { signal });
+    if (this.cancelButton) this.cancelButton.hidden = true;
     this.runButton = handle.kind === "sql" ? iconButton("snb-run", ICONS.run, "Run cell (Shift+Enter)", "Run") : null;
     this.runButton?.addEventListener("click", () => ctx.run(this.id), { signal });
     this.upButton = iconButton("snb-move-up", ICONS.up, "Move cell up");
@@ -104,15 +139,17 @@ class CellView {
     deleteButton.addEventListener("click", () => this.act(() => deleteCell(ctx.doc, this.id)), { signal });
 
     const editorHost = h("div", { class: "snb-cell-editor", testid: "snb-cell-editor" });
+    const actions = h("span", { class: "snb-cell-actions" }, this.upButton, this.downButton, deleteButton);
     this.output = h("div", { class: "snb-output" });
     this.el = h("div", { class: "snb-cell", testid: "snb-cell", "data-cell-id": handle.id, "data-cell-kind": handle.kind },
       h("div", { class: "snb-cell-header" },
-        h("span", { class: "snb-kind" }, handle.kind === "sql" ? "SQL" : "MD"),
+        h("span", { class: "snb-kind" }, KIND_LABELS[handle.kind]),
         this.nameEl,
         this.stateEl,
         h("span", { class: "snb-spacer" }),
-        h("span", { class: "snb-cell-actions" }, this.upButton, this.downButton, deleteButton),
+        actions,
         this.runButton,
+        this.cancelButton,
       ),
       editorHost,
       this.output,
@@ -128,6 +165,23 @@ class CellView {
       onRun: () => handle.kind === "sql" && ctx.run(this.id),
       label: handle.kind === "sql" ? "SQL" : "Markdown",
     });
+    if (handle.kind === "markdown") {
+      const editor = this.editor;
+      this.markdown = new MarkdownMode({
+        cell: this.el, editorHost, actions, signal, source: () => handle.text.toString(), focusEditor: () => editor.focus(),
+      });
+    } else if (handle.kind === "chart") {
+      editorHost.hidden = true; // a chart cell's text is a note, not shown (yet)
+      this.chart = new ChartView({
+        doc: ctx.doc,
+        cellId: handle.id,
+        signal,
+        sources: () => chartSources(ctx),
+        requestData: () => ctx.chartData?.(handle.id),
+        notify: (message) => ctx.notify(message),
+      });
+      editorHost.after(this.chart.el);
+    }
     this.update(handle, false, false);
   }
 
@@ -140,25 +194,35 @@ class CellView {
     }
     this.upButton.disabled = first;
     this.downButton.disabled = last;
+    this.markdown?.update();
+    this.chart?.update();
   }
 
   /** Show the cell's run state, result and error (re-renders only when the outcome changed). */
   setOutcome(outcome: CellOutcome | undefined): void {
     this.el.classList.toggle("snb-is-running", outcome?.running === true);
-    this.stateEl.textContent = outcome?.running ? "Running…" : "";
-    if (this.runButton) this.runButton.disabled = outcome?.running === true;
+    const busy = outcome?.running === true || outcome?.queued === true;
+    this.runStatus.set(outcome);
+    if (this.runButton) this.runButton.hidden = busy;
+    if (this.cancelButton) this.cancelButton.hidden = !busy;
     if (outcome?.result === this.shownOutcome?.result && outcome?.error === this.shownOutcome?.error) {
       this.shownOutcome = outcome;
       return;
     }
     this.shownOutcome = outcome;
+    this.resultView?.destroy();
+    this.resultView = null;
     this.output.replaceChildren();
     if (outcome?.error) this.output.append(renderCellError(outcome.error));
-    else if (outcome?.result) this.output.append(renderResult(outcome.result));
+    else if (outcome?.result) {
+      this.resultView = renderResult(outcome.result, this.ctx.results);
+      this.output.append(this.resultView.el);
+    }
   }
 
   focus(): void {
-    this.editor.focus();
+    if (this.markdown) this.markdown.edit();
+    else this.editor.focus();
   }
 
   /** Whether the focus is in this cell (its editor, name or buttons). */
@@ -181,7 +245,17 @@ class CellView {
     }
   }
 
+  /** Mark the cell stale (its result is out of date) or not. */
+  setStale(stale: boolean): void {
+    if (stale) this.el.dataset["stale"] = "true";
+    else delete this.el.dataset["stale"];
+    this.runStatus.setStale(stale);
+  }
+
   destroy(): void {
+    this.runStatus.destroy();
+    this.resultView?.destroy();
+    this.chart?.destroy();
     this.editor.destroy();
     this.ctx.undo.close(this.id);
     this.el.remove();
@@ -254,10 +328,19 @@ export class CellList {
     this.empty.textContent = "No cells yet. Add a SQL cell to start.";
   }
 
-  /** Add a SQL cell at the end and focus its editor once rendered. */
-  addCell(): void {
+  /**
+   * Add a cell at the end and focus it once rendered. A chart starts on the last SQL cell that
+   * has a result, with its first column as x and its first numeric one as y.
+   */
+  addCell(kind: CellKind = "sql"): void {
     try {
-      this.focusNext = addCell(this.ctx.doc, { kind: "sql" });
+      if (kind === "chart") {
+        const source = chartSources(this.ctx).reverse().find((s) => s.columns !== undefined);
+        const chart = source ? { source: source.name, ...pickColumns(source.columns ?? []) } : {};
+        addCell(this.ctx.doc, { kind, chart });
+      } else {
+        this.focusNext = addCell(this.ctx.doc, { kind });
+      }
     } catch (err) {
       console.error(`${LOG_PREFIX} could not add a cell`, err);
     }
@@ -296,6 +379,7 @@ export class CellList {
       }
       view.update(handle, i === 0, i === handles.length - 1);
       view.setOutcome(this.ctx.outcomes.get(handle.id));
+      view.setStale(this.ctx.stale?.has(handle.id) === true);
       const at = this.el.children[i];
       if (at !== view.el) this.el.insertBefore(view.el, at ?? null);
       view.syncRoot();
@@ -313,9 +397,22 @@ export class CellList {
     for (const view of this.views.values()) view.syncRoot();
   }
 
-  /** Refresh one cell's outcome (run state, result, error). */
+  /** Refresh one cell's outcome (run state, result, error), and the charts (one may plot it). */
   showOutcome(cellId: string): void {
     this.views.get(cellId)?.setOutcome(this.ctx.outcomes.get(cellId));
+    this.views.get(cellId)?.setStale(this.ctx.stale?.has(cellId) === true);
+    for (const view of this.views.values()) view.chart?.update();
+  }
+
+  /** A `chart_data` reply: to its chart cell. */
+  showChartData(message: ChartData): void {
+    this.views.get(message.cell)?.chart?.onData(message);
+  }
+
+  /** An `error`: whether it answered a chart's data request (then that chart shows it). */
+  chartError(message: ErrorMessage): boolean {
+    for (const view of this.views.values()) if (view.chart?.onError(message)) return true;
+    return false;
   }
 
   destroy(): void {
@@ -324,4 +421,14 @@ export class CellList {
     this.views.clear();
     this.el.remove();
   }
+}
+
+/** The SQL cells a chart can plot, with their last result's columns. */
+function chartSources(ctx: CellsContext): ChartSource[] {
+  return cellHandles(ctx.doc)
+    .filter((c) => c.kind === "sql" && c.name !== "")
+    .map((c) => {
+      const outcome = ctx.outcomes.get(c.id);
+      return { name: c.name, columns: outcome?.result?.columns, stamp: outcomeStamp(outcome) };
+    });
 }

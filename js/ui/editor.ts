@@ -28,6 +28,7 @@ import { EditorView, drawSelection, highlightSpecialChars, keymap, placeholder }
 import { defaultKeymap } from "@codemirror/commands";
 import { bracketMatching, defaultHighlightStyle, indentOnInput, syntaxHighlighting } from "@codemirror/language";
 import { PostgreSQL, sql } from "@codemirror/lang-sql";
+import { markdown } from "@codemirror/lang-markdown";
 import { LoroSyncPlugin, LoroUndoPlugin } from "loro-codemirror";
 import { UndoManager, type Cursor, type LoroDoc, type LoroEventBatch, type LoroText } from "loro-crdt";
 import type { Presence } from "../presence";
@@ -371,6 +372,7 @@ export function createCellEditor(options: CellEditorOptions): EditorView {
   ];
   if (options.presence) extensions.push(presenceExtension(options.presence, doc, cellId as CellId, text));
   if (options.kind === "sql") extensions.push(sql({ dialect: PostgreSQL, upperCaseKeywords: false }));
+  if (options.kind === "markdown") extensions.push(markdown());
   const view = new EditorView({
     parent: options.parent,
     state: EditorState.create({ doc: text.toString(), extensions }),

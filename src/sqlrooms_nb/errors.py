@@ -84,6 +84,13 @@ class QueryError(SqlRoomsError):
         return {**super().to_wire(), "line": self.line, "column": self.column}
 
 
+class CancelledError(QueryError):
+    """A SQL cell's run was cancelled (``interrupt()``) before it finished: not a failure of
+    the SQL, and shown as "cancelled" rather than as an error."""
+
+    code = "cancelled"
+
+
 class StorageError(SqlRoomsError):
     """The lake (catalog or data path) cannot be opened, read or written."""
 

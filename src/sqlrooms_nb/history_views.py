@@ -17,6 +17,9 @@ extensions loaded by path from their wheels, nothing installed), and views in sc
 - ``tags``      named versions
 - ``branches``  every branch of the room (all branches, ``main`` included) and its lineage:
                 parent, fork version, who made it and when, where it was last merged
+- ``runs``      the run log: one row per SQL cell run (cell, name, sql_hash, author,
+                started_at, duration_ms, rows, status 'ok' | 'error' | 'cancelled', error);
+                rows reach the lake a few seconds after the run (``room.flush()`` waits)
 
 The views are (re)created each time a room opens on the connection or checks out a branch,
 so they follow the most recently opened room and its checked-out branch. In a file-backed
@@ -84,6 +87,8 @@ def create_history_views(
             "snapshots": f"SELECT seq, writer, change_count, byte_length, created_at "
             f"FROM {src}.snapshots {where}",
             "tags": f"SELECT name, version, created_by, created_at FROM {src}.tags {where}",
+            "runs": f"SELECT cell, name, sql_hash, author, started_at, duration_ms, rows, status, "
+            f"error FROM {src}.runs {where}",
             "branches": "SELECT 'main' AS name, NULL::VARCHAR AS parent, "
             "NULL::VARCHAR AS fork_version, NULL::VARCHAR AS created_by, "
             "NULL::TIMESTAMPTZ AS created_at, NULL::VARCHAR AS merged_into, "

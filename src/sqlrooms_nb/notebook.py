@@ -5,10 +5,18 @@ Schema version 1 (:data:`SCHEMA_VERSION`)::
     meta   LoroMap          {"schema": 1, "title": str}
     cells  LoroMovableList  of LoroMap, one per cell, in display order:
              id      str         stable id, [A-Za-z0-9_-]{1,64}; never changes
-             kind    str         "sql" | "markdown"
+             kind    str         "sql" | "markdown" | "chart"
              name    str         result name of a SQL cell (a SQL identifier, see
-                                 :func:`validate_cell_name`); "" for markdown
-             source  LoroText    the cell's text, edited character by character
+                                 :func:`validate_cell_name`); "" for markdown and chart
+             source  LoroText    the cell's text, edited character by character (a chart
+                                 cell's may hold a note; it is not drawn)
+             chart   LoroMap     chart cells only (see :class:`ChartSpec`), one entry per
+                                 field so concurrent changes to different fields merge:
+                       source     str  result name of the SQL cell plotted ("" = none yet)
+                       mark       str  "bar" | "line" | "point" | "area"
+                       x, y       str  column names ("" = none)
+                       color      str  column name ("" = no colour)
+                       aggregate  str  "none" | "sum" | "mean" | "count" | "min" | "max"
 
 Cells are reordered with the movable list's ``mov`` (never delete + insert, which would fork
 the cell's identity under concurrency). Results, run state and presence are not in the
@@ -34,8 +42,14 @@ SCHEMA_VERSION = 1
 CHANGE_MERGE_INTERVAL_S = 10
 """Consecutive commits of a peer within this many seconds merge into one Loro change."""
 CellId = NewType("CellId", str)
-CellKind = Literal["sql", "markdown"]
-CELL_KINDS: tuple[CellKind, ...] = ("sql", "markdown")
+CellKind = Literal["sql", "markdown", "chart"]
+CELL_KINDS: tuple[CellKind, ...] = ("sql", "markdown", "chart")
+CHART_MARKS = ("bar", "line", "point", "area")
+"""Vega-Lite marks a chart cell can draw."""
+CHART_AGGREGATES = ("none", "sum", "mean", "count", "min", "max")
+"""Aggregates of a chart's y (``"none"`` plots rows as they are; ``"count"`` ignores y)."""
+CHART_FIELDS = ("source", "mark", "x", "y", "color", "aggregate")
+"""The entries of a chart cell's ``chart`` map, all strings."""
 
 _CELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -49,6 +63,18 @@ class Cell:
     kind: CellKind
     name: str
     source: str
+
+
+@dataclass(frozen=True)
+class ChartSpec:
+    """A chart cell's spec as plain values (see the schema above); ``""`` means unset."""
+
+    source: str = ""
+    mark: str = "bar"
+    x: str = ""
+    y: str = ""
+    color: str = ""
+    aggregate: str = "none"
 
 
 def new_doc() -> LoroDoc:
@@ -180,7 +206,8 @@ def add_cell(
 ) -> CellId:
     """Insert a cell at ``index`` (0-based; ``None`` appends) and return its id.
 
-    ``name`` defaults to a fresh ``qN`` for SQL cells and ``""`` for markdown cells.
+    ``name`` defaults to a fresh ``qN`` for SQL cells and ``""`` for markdown and chart cells
+    (a chart cell also gets its ``chart`` map, with :class:`ChartSpec` defaults).
     Raises :class:`ValidationError` for a bad kind, name, id or index.
     """
     kind = validate_kind(kind)
@@ -205,6 +232,11 @@ def add_cell(
     text = _new_text(item)
     if source:
         text.insert(0, source)
+    if kind == "chart":
+        # Made with the cell, so two people setting fields later never race to create it.
+        chart = cast(LoroMap, item.insert_container("chart", LoroMap()))  # type: ignore[no-untyped-call]
+        for key, value in vars(ChartSpec()).items():
+            chart.insert(key, value)
     return cid
 
 
@@ -254,6 +286,63 @@ def update_cell(
         text = cell_text(cell)
         if text.to_string() != source:
             text.update(source)
+
+
+def read_chart(doc: LoroDoc, cell_id: str) -> ChartSpec:
+    """The chart spec of cell ``cell_id`` (defaults for missing or ill-typed entries).
+
+    Raises :class:`CellNotFoundError`, or :class:`ValidationError` if it is not a chart cell.
+    """
+    _, cell = find_cell(doc, cell_id)
+    _require_chart(cell, cell_id)
+    got = cell.get("chart")
+    container = getattr(got, "container", None)
+    value = container.get_deep_value() if isinstance(container, LoroMap) else None
+    got_fields = value if isinstance(value, dict) else {}
+    fields: dict[str, str] = {}
+    for key, default in vars(ChartSpec()).items():
+        entry = got_fields.get(key)
+        fields[key] = entry if isinstance(entry, str) else default
+    return ChartSpec(**fields)
+
+
+def set_chart(doc: LoroDoc, cell_id: str, **fields: str) -> None:
+    """Set some fields of a chart cell's spec (the keys of :data:`CHART_FIELDS`).
+
+    Each field is its own map entry (only changed ones are written), so people changing
+    different fields concurrently all keep their change. ``mark`` must be one of
+    :data:`CHART_MARKS`, ``aggregate`` one of :data:`CHART_AGGREGATES`, ``source`` ``""`` or a
+    valid result name; ``x`` / ``y`` / ``color`` are column names (checked when the chart's
+    data is queried). Raises :class:`CellNotFoundError`, :class:`ValidationError`.
+    """
+    _, cell = find_cell(doc, cell_id)
+    _require_chart(cell, cell_id)
+    for key, value in fields.items():
+        if key not in CHART_FIELDS:
+            raise ValidationError(f"chart field {key!r} is not one of {CHART_FIELDS}")
+        if not isinstance(value, str) or len(value) > 256:
+            raise ValidationError(f"chart field {key!r} must be a string of at most 256 characters")
+    if "mark" in fields and fields["mark"] not in CHART_MARKS:
+        raise ValidationError(f"chart mark {fields['mark']!r} is not one of {CHART_MARKS}")
+    if "aggregate" in fields and fields["aggregate"] not in CHART_AGGREGATES:
+        raise ValidationError(
+            f"chart aggregate {fields['aggregate']!r} is not one of {CHART_AGGREGATES}"
+        )
+    if fields.get("source"):
+        validate_cell_name(fields["source"])
+    got = cell.get("chart")
+    chart = getattr(got, "container", None)
+    if not isinstance(chart, LoroMap):
+        chart = cast(LoroMap, cell.insert_container("chart", LoroMap()))  # type: ignore[no-untyped-call]
+    for key, value in fields.items():
+        if _value(chart.get(key)) != value:
+            chart.insert(key, value)
+
+
+def _require_chart(cell: LoroMap, cell_id: str) -> None:
+    kind = _value(cell.get("kind"))
+    if kind != "chart":
+        raise ValidationError(f"cell {cell_id!r} is a {kind} cell, not a chart cell")
 
 
 def move_cell(doc: LoroDoc, cell_id: str, index: int) -> None:

@@ -20,8 +20,16 @@ View -> kernel ("client" messages)
             The first thing a view sends, and again after any gap (or to switch branch, with
             an empty replica). The kernel answers ``welcome``, then ``branches``.
 ``update``  {view, branch?}             buffers: [update, ...]  one or more Loro update blobs
-``run``     {view, id, cell, branch?}   run a SQL cell; replies are broadcast (``run_started``,
-                                        then ``result`` or ``error``), echoing ``id``.
+``run``     {view, id, cell, branch?, cascade?}  run a SQL cell; replies are broadcast
+            (``queued`` if it waits behind another run, ``run_started``, ``run_progress``, then
+            ``result``, ``error`` or ``cancelled``), echoing ``id``. With ``cascade`` (default
+            true) the cells that read it re-run after it, in dependency order (and upstream cells
+            that never ran run first). A run of a cell already queued is ignored (``queued`` is
+            sent again); one of a running cell is queued behind it.
+``cancel``  {view, id, cell, branch?}   cancel the cell's run: a running query is interrupted, a
+            queued one dropped, and the rest of its cascade too; answered by ``cancelled``
+            (nothing when the cell is neither running nor queued).
+``run_all`` {view, id, branch?}         run every SQL cell of the branch in dependency order.
 ``ping``    {view, id}                  liveness; answered by ``pong``.
 ``awareness`` {view}                    buffers: [one Loro ``EphemeralStore`` encoded update]
             the view's presence (name, colour, selection); it may only touch the view's own
@@ -41,6 +49,16 @@ View -> kernel ("client" messages)
             (a CRDT import of the changes ``into`` lacks). With ``preview`` true nothing
             changes and the answer is ``merge_preview``; otherwise the merged changes reach
             ``into``'s views as an ``update`` and the answer is ``merged``.
+``chart_data`` {view, id, cell, branch?}  the data of chart cell ``cell`` as the kernel's
+            replica of the document specifies it (send pending updates first); answered by
+            ``chart_data``, or by ``error`` {to, id} when the spec is incomplete or the plotted
+            result cannot be read.
+``page``    {view, id, cell, offset, limit, sort?, branch?}  rows ``offset`` (0-based, >= 0) to
+            ``offset + limit - 1`` (``limit`` 1-5000) of cell ``cell``'s last result, sorted by
+            ``sort`` (``[{column, desc}]``, most significant first, nulls last; absent or empty:
+            the result's own order); answered by ``page``.
+``export``  {view, id, cell, format, sort?, branch?}  the whole of cell ``cell``'s last result
+            as a ``"csv"`` or ``"parquet"`` file (same ``sort``); answered by ``export``.
 
 Kernel -> views ("server" messages)
 -----------------------------------
@@ -52,9 +70,17 @@ Kernel -> views ("server" messages)
 ``saved``   {branch}                    buffers: [version vector]  everything up to this version
             is durable in the lake.
 ``run_started`` {id, cell, view, branch}  a run began (``view`` = who asked, ``None`` for Python).
-``result``  {id, cell, name, rows, columns, shown, elapsed_ms, branch}  buffers: [Arrow IPC
-            stream of the first ``shown`` rows]. ``rows`` is the total row count, ``columns``
-            a list of ``{"name", "type"}`` (DuckDB type names).
+``run_progress`` {cell, branch, elapsed_ms, percent}  a running cell, every ~250 ms: elapsed wall
+            time (ms) and DuckDB's query progress (0-100, ``None`` when DuckDB cannot tell).
+``cancelled`` {id, cell, branch, elapsed_ms}  the run ended because it was cancelled (not an error).
+``queued``  {id, cell, branch}          the run waits behind another run.
+``stale``   {branch, cells}             the full current set of stale cells of the branch (ids):
+            their text changed since their last successful run, or a cell they read re-ran or
+            went stale after it. Sent after runs and edits that change it, and after ``welcome``.
+``result``  {id, cell, name, rows, columns, shown, elapsed_ms, branch, author}  buffers: [Arrow
+            IPC stream of the first ``shown`` rows]. ``rows`` is the total row count, ``columns``
+            a list of ``{"name", "type"}`` (DuckDB type names), ``author`` who ran it ("" if
+            unknown).
 ``error``   {to?, id?, cell?, branch?, code, message, line?, column?}  a tagged error (see
             :mod:`sqlrooms_nb.errors`); ``line``/``column`` are 0-based.
 ``pong``    {to, id}
@@ -79,6 +105,14 @@ Kernel -> views ("server" messages)
             (same shapes as ``preview``; ``diff`` from ``into`` now to the merged result).
 ``merged``  {to, id, source, into, current}  the merge is committed; ``current`` is ``into``'s
             new version id.
+``chart_data`` {to, id, cell, branch, rows}  buffers: [Arrow IPC stream] the chart's rows
+            (``rows`` of them): columns x, y, then colour if chosen (see
+            :mod:`sqlrooms_nb.charts`).
+``page``    {to, id, cell, branch, offset, rows, sort}  buffers: [Arrow IPC stream] the rows asked
+            for (fewer at the end); ``rows`` is the result's total row count from its run.
+``export``  {to, id, cell, format, filename}  buffers: [the file's bytes].
+            Page and export failures (result gone, bad column, file too large) are answered by
+            ``error`` {to, id, cell}.
 
 Bad version ids are answered by ``error`` addressed to the view with the request's ``id``.
 
@@ -105,9 +139,9 @@ MAX_UPDATE_BYTES = 32 * 1024 * 1024
 ViewId = NewType("ViewId", str)
 RequestId = NewType("RequestId", str)
 
-CLIENT_KINDS = ("hello", "update", "run", "ping", "awareness", "history", "preview", "restore", "branch", "merge")  # noqa: E501  # fmt: skip
+CLIENT_KINDS = ("hello", "update", "run", "ping", "awareness", "history", "preview", "restore", "branch", "merge", "chart_data", "page", "export", "cancel", "run_all")  # noqa: E501  # fmt: skip
 # Each tuple stays on one line (js/protocol.ts and the tests parse these lines).
-SERVER_KINDS = ("welcome", "update", "saved", "run_started", "result", "error", "pong", "awareness", "history", "preview", "restored", "branches", "branch_created", "merge_preview", "merged")  # noqa: E501  # fmt: skip
+SERVER_KINDS = ("welcome", "update", "saved", "run_started", "result", "error", "pong", "awareness", "history", "preview", "restored", "branches", "branch_created", "merge_preview", "merged", "chart_data", "page", "export", "run_progress", "cancelled", "stale", "queued")  # noqa: E501  # fmt: skip
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _CELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -119,6 +153,11 @@ HISTORY_PAGE = 50
 """Sessions in a ``history`` reply when the request gives no ``limit``."""
 MAX_HISTORY_PAGE = 200
 """Largest ``limit`` a ``history`` request may ask for."""
+
+MAX_PAGE_ROWS = 5000
+"""Largest ``limit`` a ``page`` request may ask for (rows)."""
+MAX_SORT_KEYS = 16
+"""Most sort keys a ``page`` or ``export`` request may give."""
 
 Buffer = bytes | bytearray | memoryview
 
@@ -154,7 +193,29 @@ class Run:
     id: RequestId
     cell: str
     branch: str | None = None
+    cascade: bool = True
     kind: Literal["run"] = "run"
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Cancel the run of cell ``cell`` (running or queued) and the rest of its cascade."""
+
+    view: ViewId
+    id: RequestId
+    cell: str
+    branch: str | None = None
+    kind: Literal["cancel"] = "cancel"
+
+
+@dataclass(frozen=True)
+class RunAll:
+    """Run every SQL cell of the branch, in dependency order."""
+
+    view: ViewId
+    id: RequestId
+    branch: str | None = None
+    kind: Literal["run_all"] = "run_all"
 
 
 @dataclass(frozen=True)
@@ -236,8 +297,59 @@ class MergeRequest:
     kind: Literal["merge"] = "merge"
 
 
+@dataclass(frozen=True)
+class ChartDataRequest:
+    """Ask for the data of chart cell ``cell`` (its spec is read from the kernel's replica)."""
+
+    view: ViewId
+    id: RequestId
+    cell: str
+    branch: str | None = None
+    kind: Literal["chart_data"] = "chart_data"
+
+
+@dataclass(frozen=True)
+class SortKey:
+    """One sort key of a result page: a column name, descending or not (nulls always last)."""
+
+    column: str
+    desc: bool = False
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """Ask for rows ``offset`` .. ``offset + limit - 1`` (0-based) of cell ``cell``'s last
+    result, sorted by ``sort`` (empty: the result's own order)."""
+
+    view: ViewId
+    id: RequestId
+    cell: str
+    offset: int
+    limit: int
+    sort: tuple[SortKey, ...] = ()
+    branch: str | None = None
+    kind: Literal["page"] = "page"
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """Ask for cell ``cell``'s whole last result as a file (``"csv"`` or ``"parquet"``)."""
+
+    view: ViewId
+    id: RequestId
+    cell: str
+    format: Literal["csv", "parquet"]
+    sort: tuple[SortKey, ...] = ()
+    branch: str | None = None
+    kind: Literal["export"] = "export"
+
+
 ClientMessage = (
-    Hello
+    Cancel
+    | RunAll
+    | Hello
+    | PageRequest
+    | ExportRequest
     | ClientUpdate
     | Run
     | Ping
@@ -247,6 +359,7 @@ ClientMessage = (
     | RestoreRequest
     | BranchRequest
     | MergeRequest
+    | ChartDataRequest
 )
 
 
@@ -306,7 +419,8 @@ class Column:
 
 @dataclass(frozen=True)
 class Result:
-    """A cell's result: ``rows`` in total, the first ``shown`` of them as Arrow IPC."""
+    """A cell's result: ``rows`` in total, the first ``shown`` of them as Arrow IPC;
+    ``author`` is the display name of who ran it ("" when unknown)."""
 
     id: RequestId | None
     cell: str
@@ -317,7 +431,49 @@ class Result:
     elapsed_ms: float
     arrow: bytes
     branch: str = "main"
+    author: str = ""
     kind: Literal["result"] = "result"
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """A running cell: ``elapsed_ms`` so far, DuckDB's ``percent`` (0-100, ``None``: unknown)."""
+
+    cell: str
+    branch: str
+    elapsed_ms: float
+    percent: float | None
+    kind: Literal["run_progress"] = "run_progress"
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """A run ended because it was cancelled, after ``elapsed_ms`` (0 when it never started)."""
+
+    id: RequestId | None
+    cell: str
+    branch: str
+    elapsed_ms: float
+    kind: Literal["cancelled"] = "cancelled"
+
+
+@dataclass(frozen=True)
+class Stale:
+    """The full current set of stale cells (ids, notebook order) of ``branch``."""
+
+    branch: str
+    cells: tuple[str, ...]
+    kind: Literal["stale"] = "stale"
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A run of ``cell`` waits behind another run."""
+
+    id: RequestId | None
+    cell: str
+    branch: str
+    kind: Literal["queued"] = "queued"
 
 
 @dataclass(frozen=True)
@@ -493,8 +649,56 @@ class Merged:
     kind: Literal["merged"] = "merged"
 
 
+@dataclass(frozen=True)
+class ChartData:
+    """Answer to :class:`ChartDataRequest`: ``rows`` rows as an Arrow IPC stream."""
+
+    to: ViewId
+    id: RequestId
+    cell: str
+    branch: str
+    rows: int
+    arrow: bytes
+    kind: Literal["chart_data"] = "chart_data"
+
+
+@dataclass(frozen=True)
+class Page:
+    """Answer to :class:`PageRequest`: the page as an Arrow IPC stream; ``rows`` is the total
+    row count of the result (from its run, never recounted)."""
+
+    to: ViewId
+    id: RequestId
+    cell: str
+    branch: str
+    offset: int
+    rows: int
+    sort: tuple[SortKey, ...]
+    arrow: bytes
+    kind: Literal["page"] = "page"
+
+
+@dataclass(frozen=True)
+class Export:
+    """Answer to :class:`ExportRequest`: the file's bytes and a suggested file name."""
+
+    to: ViewId
+    id: RequestId
+    cell: str
+    format: str
+    filename: str
+    data: bytes
+    kind: Literal["export"] = "export"
+
+
 ServerMessage = (
-    Welcome
+    RunProgress
+    | Cancelled
+    | Stale
+    | Queued
+    | Welcome
+    | Page
+    | Export
     | ServerUpdate
     | Saved
     | RunStarted
@@ -509,6 +713,7 @@ ServerMessage = (
     | BranchCreated
     | MergePreview
     | Merged
+    | ChartData
 )
 
 
@@ -575,8 +780,43 @@ def decode_client(content: object, buffers: Sequence[Buffer] | None) -> ClientMe
             raise ProtocolError("awareness needs exactly one non-empty buffer")
         return ClientAwareness(view=view, update=bufs[0])
     request = RequestId(_str_field(content, "id"))
+    if kind == "page":
+        return PageRequest(
+            view=view,
+            id=request,
+            cell=_str_field(content, "cell", _CELL_ID),
+            offset=_int_field(content, "offset", 0, 0, 1 << 53),
+            limit=_int_field(content, "limit", 500, 1, MAX_PAGE_ROWS),
+            sort=_sort_field(content),
+            branch=branch,
+        )
+    if kind == "export":
+        fmt = content.get("format")
+        if fmt not in ("csv", "parquet"):
+            raise ProtocolError(f"field 'format' must be 'csv' or 'parquet', got {fmt!r:.80}")
+        return ExportRequest(
+            view=view,
+            id=request,
+            cell=_str_field(content, "cell", _CELL_ID),
+            format=fmt,
+            sort=_sort_field(content),
+            branch=branch,
+        )
     if kind == "run":
-        return Run(view=view, id=request, cell=_str_field(content, "cell", _CELL_ID), branch=branch)
+        cascade = content.get("cascade", True)
+        if not isinstance(cascade, bool):
+            raise ProtocolError(f"field 'cascade' must be true or false, got {cascade!r:.80}")
+        cell = _str_field(content, "cell", _CELL_ID)
+        return Run(view=view, id=request, cell=cell, branch=branch, cascade=cascade)
+    if kind == "cancel":
+        return Cancel(
+            view=view, id=request, cell=_str_field(content, "cell", _CELL_ID), branch=branch
+        )
+    if kind == "run_all":
+        return RunAll(view=view, id=request, branch=branch)
+    if kind == "chart_data":
+        cell = _str_field(content, "cell", _CELL_ID)
+        return ChartDataRequest(view=view, id=request, cell=cell, branch=branch)
     if kind == "history":
         offset = _int_field(content, "offset", 0, 0, 1 << 31)
         limit = _int_field(content, "limit", HISTORY_PAGE, 1, MAX_HISTORY_PAGE)
@@ -616,6 +856,23 @@ def _optional(content: dict[str, Any], name: str, pattern: re.Pattern[str]) -> s
     if content.get(name) is None:
         return None
     return _str_field(content, name, pattern)
+
+
+def _sort_field(content: dict[str, Any]) -> tuple[SortKey, ...]:
+    """The optional ``sort`` list of ``{column, desc}`` (absent or null -> no sort)."""
+    value = content.get("sort")
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_SORT_KEYS:
+        raise ProtocolError(f"field 'sort' must be a list of at most {MAX_SORT_KEYS} keys")
+    keys = []
+    for item in value:
+        column = item.get("column") if isinstance(item, dict) else None
+        desc = item.get("desc", False) if isinstance(item, dict) else None
+        if not isinstance(column, str) or not 0 < len(column) <= 1024 or not isinstance(desc, bool):
+            raise ProtocolError(f"each sort key must be {{column, desc}}, got {item!r:.80}")
+        keys.append(SortKey(column, desc))
+    return tuple(keys)
 
 
 def _author_field(content: dict[str, Any]) -> str:
@@ -688,8 +945,35 @@ def encode_server(message: ServerMessage) -> Outgoing:
                 "shown": message.shown,
                 "elapsed_ms": message.elapsed_ms,
                 "branch": message.branch,
+                "author": message.author,
             },
             [message.arrow],
+        )
+    if isinstance(message, RunProgress):
+        return Outgoing(
+            {
+                "kind": "run_progress",
+                "cell": message.cell,
+                "branch": message.branch,
+                "elapsed_ms": message.elapsed_ms,
+                "percent": message.percent,
+            }
+        )
+    if isinstance(message, Cancelled):
+        return Outgoing(
+            {
+                "kind": "cancelled",
+                "id": message.id,
+                "cell": message.cell,
+                "branch": message.branch,
+                "elapsed_ms": message.elapsed_ms,
+            }
+        )
+    if isinstance(message, Stale):
+        return Outgoing({"kind": "stale", "branch": message.branch, "cells": list(message.cells)})
+    if isinstance(message, Queued):
+        return Outgoing(
+            {"kind": "queued", "id": message.id, "cell": message.cell, "branch": message.branch}
         )
     if isinstance(message, Error):
         content: dict[str, Any] = {
@@ -784,6 +1068,44 @@ def encode_server(message: ServerMessage) -> Outgoing:
     if isinstance(message, BranchCreated):
         return Outgoing(
             {"kind": "branch_created", "to": message.to, "id": message.id, "name": message.name}
+        )
+    if isinstance(message, ChartData):
+        return Outgoing(
+            {
+                "kind": "chart_data",
+                "to": message.to,
+                "id": message.id,
+                "cell": message.cell,
+                "branch": message.branch,
+                "rows": message.rows,
+            },
+            [message.arrow],
+        )
+    if isinstance(message, Page):
+        return Outgoing(
+            {
+                "kind": "page",
+                "to": message.to,
+                "id": message.id,
+                "cell": message.cell,
+                "branch": message.branch,
+                "offset": message.offset,
+                "rows": message.rows,
+                "sort": [{"column": k.column, "desc": k.desc} for k in message.sort],
+            },
+            [message.arrow],
+        )
+    if isinstance(message, Export):
+        return Outgoing(
+            {
+                "kind": "export",
+                "to": message.to,
+                "id": message.id,
+                "cell": message.cell,
+                "format": message.format,
+                "filename": message.filename,
+            },
+            [message.data],
         )
     if isinstance(message, Restored):
         return Outgoing(

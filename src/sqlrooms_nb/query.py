@@ -5,6 +5,16 @@ so later cells can ``SELECT ... FROM name``. A cell may hold several statements:
 last run as they are; the last one, if it is a query, defines the view. Statement splitting
 and classification come from DuckDB's own parser (``extract_statements``), not regex.
 
+With a result relation (:func:`result_relation`, what the runner always uses), the last query
+runs **once**, into a per-branch result table that the result grid pages from; the cell's name
+is then bound to the result by this rule:
+
+- a **VIEW** of the query by default: cheap, always fresh, nothing copied;
+- a **TABLE** (a copy of the result table) when the run took at least
+  :data:`TABLE_AFTER_MS` and other cells read this one: an expensive result that is reused is
+  then computed once, not again by every downstream cell. The runner
+  (:mod:`sqlrooms_nb.runner`) decides; re-running the cell re-applies the rule.
+
 Runs happen on a cursor of the given connection (``con.cursor()``), so they share its
 database and catalog (views are visible to the user's own code) without sharing its
 transaction state. Nothing here knows about widgets or the lake.
@@ -15,16 +25,21 @@ from __future__ import annotations
 import io
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
 
-from .errors import QueryError
+from .errors import CancelledError, QueryError
 from .notebook import validate_cell_name
 
 PREVIEW_ROWS = 1000
 """Rows sent to browser views with each result (the total count is sent too)."""
+
+TABLE_AFTER_MS = 2000.0
+"""A cell whose run took at least this long (milliseconds) and that other cells read is
+materialised as a TABLE under its name instead of a VIEW (see the module docstring)."""
 
 _LINE = re.compile(r"^LINE (\d+): ", re.MULTILINE)
 
@@ -34,14 +49,18 @@ class QueryResult:
     """A cell's full result.
 
     ``columns`` pairs each column name with its DuckDB type name; ``elapsed_ms`` is the wall
-    time of the run in milliseconds; ``view`` says whether the result is available as a view
-    named after the cell (``False`` for statements that are not queries, e.g. ``CREATE``).
+    time of the run in milliseconds; ``view`` says whether the result is available under the
+    cell's name (``False`` for statements that are not queries, e.g. ``CREATE``), and
+    ``materialized`` how: ``"view"``, ``"table"`` or ``None``. ``rows`` is the total row count
+    (``table`` may hold only the first ``preview_rows`` of them).
     """
 
     table: pa.Table
     columns: tuple[tuple[str, str], ...]
     elapsed_ms: float
     view: bool
+    rows: int = 0
+    materialized: str | None = None
 
 
 def quote_ident(name: str) -> str:
@@ -49,17 +68,49 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def run_cell(con: duckdb.DuckDBPyConnection, name: str, sql: str) -> QueryResult:
-    """Run a SQL cell's text on ``con`` and make its result the view ``name``.
+def result_relation(branch: str, cell_id: str) -> str:
+    """The quoted name of the table holding cell ``cell_id``'s full result on ``branch``."""
+    return quote_ident(f"_snb_result_{branch}_{cell_id}")
 
-    Raises :class:`~sqlrooms_nb.errors.ValidationError` for a bad ``name`` and
+
+def run_cell(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    sql: str,
+    *,
+    relation: str | None = None,
+    table_after_ms: float | None = None,
+    on_cursor: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+    preview_rows: int | None = None,
+) -> QueryResult:
+    """Run a SQL cell's text on ``con`` and make its result the view (or table) ``name``.
+
+    Args:
+        relation: where to materialise the full result (:func:`result_relation`); the query
+            then runs **once**, into that table, and the result is read back from it.
+            ``None``: no result table; the result is read from the view ``name``.
+        table_after_ms: with ``relation``, make ``name`` a TABLE (a copy of the result table)
+            instead of a VIEW when the run took at least this many milliseconds (``None``:
+            always a view). See the module docstring for the rule the runner applies.
+        on_cursor: called with the cursor before anything runs (the runner uses it to
+            ``interrupt()`` and poll ``query_progress()`` from another thread).
+        preview_rows: read at most this many rows into ``QueryResult.table`` (``None``: all);
+            ``QueryResult.rows`` is the total either way.
+
+    Raises :class:`~sqlrooms_nb.errors.ValidationError` for a bad ``name``,
+    :class:`~sqlrooms_nb.errors.CancelledError` when the cursor was interrupted, and
     :class:`~sqlrooms_nb.errors.QueryError` (with 0-based ``line``/``column`` in ``sql`` when
     DuckDB reports a position) when DuckDB fails or the cell is empty.
     """
     validate_cell_name(name)
     started = time.perf_counter()
     cur = con.cursor()
+    target = quote_ident(name)
+    materialized: str | None = None
+    columns: tuple[tuple[str, str], ...]
     try:
+        if on_cursor is not None:
+            on_cursor(cur)
         try:
             statements = cur.extract_statements(sql)
         except duckdb.Error as exc:
@@ -69,29 +120,90 @@ def run_cell(con: duckdb.DuckDBPyConnection, name: str, sql: str) -> QueryResult
         for stmt in statements[:-1]:
             _execute(cur, stmt.query, sql)
         last = statements[-1].query
-        view = False
-        if statements[-1].type == duckdb.StatementType.SELECT:
-            try:
-                cur.execute(f"CREATE OR REPLACE VIEW {quote_ident(name)} AS {last}")
-                view = True
-            except duckdb.Error:
-                # Not every query can define a view (e.g. DESCRIBE), and errors raised inside
-                # the wrapper point at the wrapper: run the query as written instead.
-                view = False
-        if view:
-            _execute(cur, f"SELECT * FROM {quote_ident(name)}", sql)
+        is_query = statements[-1].type == duckdb.StatementType.SELECT
+        if relation is not None:
+            fetched: pa.Table | None = None
+            if is_query:
+                prefix = f"CREATE OR REPLACE TABLE {relation} AS "
+                try:
+                    cur.execute(prefix + last)
+                except duckdb.InterruptException:
+                    raise
+                except duckdb.Error:
+                    # Not every query can be wrapped (e.g. DESCRIBE), and errors raised inside
+                    # the wrapper point at it: run the query as written (its own error, with
+                    # the right position, or its rows).
+                    is_query = False
+            if not is_query:
+                _execute(cur, last, sql)
+                fetched = cur.to_arrow_table() if cur.description is not None else None
+                if fetched is not None:
+                    cur.register("_snb_fetched", fetched)
+                    cur.execute(f"CREATE OR REPLACE TABLE {relation} AS SELECT * FROM _snb_fetched")
+                    cur.unregister("_snb_fetched")
+                else:
+                    cur.execute(f"DROP TABLE IF EXISTS {relation}")
+            else:
+                elapsed_ms = (time.perf_counter() - started) * 1000.0
+                if table_after_ms is not None and elapsed_ms >= table_after_ms:
+                    _drop(cur, "VIEW", target)
+                    cur.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {relation}")
+                    materialized = "table"
+                else:
+                    _drop(cur, "TABLE", target)
+                    try:
+                        cur.execute(f"CREATE OR REPLACE VIEW {target} AS {last}")
+                        materialized = "view"
+                    except duckdb.Error:
+                        materialized = None
+            if fetched is None and not is_query:
+                table, columns, rows = pa.table({}), (), 0
+            else:
+                count = cur.execute(f"SELECT count(*) FROM {relation}").fetchone()
+                rows = int(count[0]) if count else 0
+                limit = "" if preview_rows is None else f" LIMIT {int(preview_rows)}"
+                cur.execute(f"SELECT * FROM {relation}{limit}")
+                columns = tuple((d[0], str(d[1])) for d in cur.description or ())
+                table = cur.to_arrow_table()
         else:
-            _execute(cur, last, sql)
-        if cur.description is None:
-            table, columns = pa.table({}), ()
-        else:
-            columns = tuple((d[0], str(d[1])) for d in cur.description)
-            table = cur.to_arrow_table()
+            if is_query:
+                try:
+                    cur.execute(f"CREATE OR REPLACE VIEW {target} AS {last}")
+                    materialized = "view"
+                except duckdb.InterruptException:
+                    raise
+                except duckdb.Error:
+                    materialized = None
+            if materialized:
+                _execute(cur, f"SELECT * FROM {target}", sql)
+            else:
+                _execute(cur, last, sql)
+            if cur.description is None:
+                table, columns = pa.table({}), ()
+            else:
+                columns = tuple((d[0], str(d[1])) for d in cur.description)
+                table = cur.to_arrow_table()
+            rows = table.num_rows
+            if preview_rows is not None:
+                table = table.slice(0, preview_rows)
+    except duckdb.InterruptException:
+        raise CancelledError("the run was cancelled") from None
     except duckdb.Error as exc:  # raised while fetching rows
+        if "INTERRUPT" in str(exc):
+            raise CancelledError("the run was cancelled") from None
         raise _query_error(exc, sql, sql) from None
     finally:
         cur.close()
-    return QueryResult(table, columns, (time.perf_counter() - started) * 1000.0, view)
+    elapsed = (time.perf_counter() - started) * 1000.0
+    return QueryResult(table, columns, elapsed, materialized is not None, rows, materialized)
+
+
+def _drop(cur: duckdb.DuckDBPyConnection, kind: str, target: str) -> None:
+    """``DROP <kind> IF EXISTS target``, ignoring an object of the other kind by that name."""
+    try:
+        cur.execute(f"DROP {kind} IF EXISTS {target}")
+    except duckdb.CatalogException:
+        pass
 
 
 def _execute(cur: duckdb.DuckDBPyConnection, statement: str, cell_sql: str) -> None:

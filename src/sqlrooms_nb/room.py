@@ -27,6 +27,7 @@ import signal
 import threading
 import weakref
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -34,10 +35,11 @@ import duckdb
 import pyarrow as pa
 from loro import ExportMode, LoroDoc
 
+from . import charts, query
 from . import history as hist
 from . import notebook as nb
 from . import protocol as p
-from . import query
+from . import results as res
 from .errors import (
     BranchNotFoundError,
     ClosedError,
@@ -48,6 +50,7 @@ from .errors import (
 from .history_views import create_history_views
 from .presence import Presence
 from .replica import Replica
+from .runner import Job, Runner
 from .store import (
     MAIN,
     Branch,
@@ -65,6 +68,7 @@ from .store import (
     saved_versions,
     snapshot_table,
 )
+from .store.runs import RunLog
 
 if TYPE_CHECKING:
     from .widget import SqlRoomWidget
@@ -138,6 +142,12 @@ class SqlRoom:
         self._transports: list[Deliver] = []
         self._policy = flush_policy or FlushPolicy()
         self._replicas: dict[str, Replica] = {}
+        self._tags_cache: dict[str, list[Tag]] = {}
+        self._reads: ThreadPoolExecutor | None = None  # page/export requests (made on first use)
+        # History pages, previews and merge previews read a whole history (the first read of a
+        # 100k-change branch walks it in ~0.4 s): answered on their own thread, one at a time,
+        # so the comm thread keeps relaying everyone's edits meanwhile.
+        self._history_reads = ThreadPoolExecutor(1, thread_name_prefix="sqlrooms_nb-history")
         self._con = connection if connection is not None else duckdb.connect()
         self._lake = Lake.open(lake)
         # Re-running the notebook cell that opens a room must not leave two writers on it in
@@ -154,6 +164,16 @@ class SqlRoom:
         # The collaboration as data for SQL cells (sqlrooms_history.*); optional, never fatal.
         create_history_views(self._con, self._lake, self.room_id, self._branch)
         self._presence = Presence()  # who is here: relayed to views, never persisted
+        # SQL runs: a worker thread off the comm thread; the run log is written in the background.
+        self._runlog = RunLog(self._lake)
+        self._runner = Runner(
+            self._con,
+            self.room_id,
+            read_cells=self._cells_of,
+            broadcast=self._broadcast,
+            on_outcome=lambda branch, cell, message: self._record_outcome(branch, cell, message),
+            log=self._runlog.append,
+        )
         if nb.ensure_schema(replica.doc, title=self.room_id):
             self._commit(replica.doc)
         _open_rooms.add(self)
@@ -219,17 +239,61 @@ class SqlRoom:
             nb.delete_cell(doc, cell_id)
             self._replica().results.pop(cell_id, None)
 
+    def update_chart(
+        self,
+        cell_id: str,
+        *,
+        source: str | None = None,
+        mark: str | None = None,
+        x: str | None = None,
+        y: str | None = None,
+        color: str | None = None,
+        aggregate: str | None = None,
+    ) -> None:
+        """Change fields of a chart cell's spec (``None`` leaves a field as it is, ``""``
+        clears it). ``source`` is the result name of the SQL cell plotted; ``x``, ``y``,
+        ``color`` are its column names; ``mark`` one of ``bar line point area``; ``aggregate``
+        one of ``none sum mean count min max``. Raises ``CellNotFoundError``,
+        :class:`ValidationError` (unknown mark or aggregate, not a chart cell).
+        """
+        given = {
+            "source": source,
+            "mark": mark,
+            "x": x,
+            "y": y,
+            "color": color,
+            "aggregate": aggregate,
+        }
+        with self._editing() as doc:
+            nb.set_chart(doc, cell_id, **{k: v for k, v in given.items() if v is not None})
+
+    def chart_data(self, cell_id: str) -> pa.Table:
+        """The rows a chart cell of the checked-out branch plots (see :mod:`.charts`).
+
+        Raises ``CellNotFoundError``, :class:`ValidationError` (not a chart cell, incomplete
+        spec, unknown column), :class:`QueryError` (the plotted cell's result is missing).
+        """
+        self._check_open()
+        spec = nb.read_chart(self.doc, cell_id)
+        return charts.chart_data(self._con, spec)
+
     # --- SQL -----------------------------------------------------------------------------------
 
-    def run(self, cell_id: str) -> pa.Table:
+    def run(self, cell_id: str, *, cascade: bool = True) -> pa.Table:
         """Run a SQL cell of the checked-out branch and return its full result as a
         ``pyarrow.Table``.
 
-        The result becomes a view named after the cell, and every view of the branch shows it.
-        Raises :class:`~sqlrooms_nb.errors.QueryError` (0-based ``line``/``column``) if DuckDB
-        fails, ``CellNotFoundError``, or :class:`ValidationError` for a non-SQL cell.
+        The result gets the cell's name (a view, or a table for slow results other cells read;
+        see :mod:`sqlrooms_nb.query`), and every view of the branch shows it. The run waits
+        behind runs already queued; with ``cascade`` the cells that read this one re-run after
+        it, in the background (upstream cells that never ran run first). Raises
+        :class:`~sqlrooms_nb.errors.QueryError` (0-based ``line``/``column``) if DuckDB fails,
+        :class:`~sqlrooms_nb.errors.CancelledError` if the run was cancelled,
+        ``CellNotFoundError``, or :class:`ValidationError` for a non-SQL cell.
         """
-        return self._run(self._replica(), cell_id, request=None, view=None)
+        table = self._run(self._replica(), cell_id, request=None, view=None, cascade=cascade)
+        assert table is not None
+        return table
 
     def _run(
         self,
@@ -238,50 +302,30 @@ class SqlRoom:
         *,
         request: p.RequestId | None,
         view: p.ViewId | None,
-    ) -> pa.Table:
+        cascade: bool = True,
+        wait: bool = True,
+    ) -> pa.Table | None:
+        """Queue a run of ``cell_id`` (and its cascade); with ``wait`` block until the cell's
+        own result is ready and return it (raising its error)."""
         self._check_open()
-        branch = replica.branch
         nb.find_cell(replica.doc, cell_id)  # raises CellNotFoundError
-        cells = nb.read_cells(replica.doc)
-        cell = next(c for c in cells if c.id == cell_id)
+        cell = next(c for c in nb.read_cells(replica.doc) if c.id == cell_id)
         if cell.kind != "sql":
             raise ValidationError(f"cell {cell_id!r} is a {cell.kind} cell; only SQL cells run")
-        self._broadcast([p.RunStarted(id=request, cell=cell_id, view=view, branch=branch)])
-        try:
-            if any(c.name == cell.name and c.id != cell_id for c in cells):
-                # e.g. two views added a cell at once and both picked the next free qN
-                raise ValidationError(
-                    f"another cell is also named {cell.name!r}: rename one of them so each "
-                    "result has its own view name"
-                )
-            result = query.run_cell(self._con, cell.name, cell.source)
-        except SqlRoomsError as exc:
-            error = p.Error(
-                code=exc.code,
-                message=str(exc),
-                id=request,
-                cell=cell_id,
-                line=exc.line if isinstance(exc, QueryError) else None,
-                column=exc.column if isinstance(exc, QueryError) else None,
-                branch=branch,
-            )
-            replica.results[cell_id] = error
-            self._broadcast([error])
-            raise
-        message = p.Result(
-            id=request,
-            cell=cell_id,
-            name=cell.name,
-            rows=result.table.num_rows,
-            columns=tuple(p.Column(name, type_) for name, type_ in result.columns),
-            shown=min(result.table.num_rows, query.PREVIEW_ROWS),
-            elapsed_ms=round(result.elapsed_ms, 2),
-            arrow=query.to_ipc(result.table),
-            branch=branch,
-        )
-        replica.results[cell_id] = message
-        self._broadcast([message])
-        return result.table
+        future: Future[pa.Table] | None = Future() if wait else None
+        job = Job(replica.branch, [cell_id], request, view, self._who(view), cascade, future=future)
+        self._runner.submit(job)
+        return None if future is None else future.result()
+
+    def _cells_of(self, branch: str) -> list[nb.Cell]:
+        """The cells of ``branch`` (for the runner; holds the edit lock only while reading)."""
+        with self._lock:
+            return nb.read_cells(self._replica(branch).doc)
+
+    def _record_outcome(self, branch: str, cell: str, message: p.Result | p.Error) -> None:
+        replica = self._replicas.get(branch)
+        if replica is not None:
+            replica.results[cell] = message
 
     # --- history -----------------------------------------------------------------------------
 
@@ -328,7 +372,13 @@ class SqlRoom:
             return found
 
         return hist.sessions(
-            doc, stats, idle_gap_s=idle_gap_s, limit=limit, since=since, own_author=self.author
+            doc,
+            stats,
+            idle_gap_s=idle_gap_s,
+            limit=limit,
+            since=since,
+            own_author=self.author,
+            listed=replica.change_index.changes(),
         )
 
     def at(self, version: str | hist.Version) -> list[nb.Cell]:
@@ -398,12 +448,22 @@ class SqlRoom:
             vid = version.id if isinstance(version, hist.Version) else version
             hist.parse_version(self.doc, vid)
         add_tag(self._lake, self.room_id, self._branch, name, vid, self.author)
+        self._tags_cache.pop(self._branch, None)
         return vid
 
     def tags(self) -> list[Tag]:
         """Named versions of the checked-out branch, newest first
         (:class:`~sqlrooms_nb.store.Tag`)."""
         return list_tags(self._lake, self.room_id, self._branch)
+
+    def _tags_of(self, branch: str) -> list[Tag]:
+        """Tags of a branch for history pages, read from the lake once and then kept: only
+        :meth:`tag` adds tags (it drops the kept list), and a lake query per page cost
+        30-100 ms, up to 2 s while the writer was saving."""
+        found = self._tags_cache.get(branch)
+        if found is None:
+            found = self._tags_cache[branch] = list_tags(self._lake, self.room_id, branch)
+        return found
 
     # --- branches ------------------------------------------------------------------------------
 
@@ -579,6 +639,7 @@ class SqlRoom:
         for replica in list(self._replicas.values()):
             replica.doc.commit()
             replica.persister.flush(timeout)
+        self._runlog.flush(timeout)
 
     def close(self, timeout: float | None = 60) -> None:
         """Flush every open branch, write its snapshot, stop the writers and release the
@@ -592,8 +653,14 @@ class SqlRoom:
                 return
             self._closed = True
             replicas = list(self._replicas.values())
+            reads, self._reads = self._reads, None
         _open_rooms.discard(self)
+        self._history_reads.shutdown(wait=False, cancel_futures=True)
+        if reads is not None:
+            reads.shutdown(wait=True, cancel_futures=True)
         errors: list[BaseException] = []
+        self._runner.close(timeout)
+        self._runlog.close(timeout)
         try:
             for replica in replicas:
                 try:
@@ -661,12 +728,28 @@ class SqlRoom:
         view = p.view_of(content)
         try:
             message = p.decode_client(content, buffers)
+            if _is_history_read(message):
+                self._history_reads.submit(self._answer, message, view, content)
+                return
             replies = self.handle(message)
         except SqlRoomsError as exc:
             LOG.warning("[sqlrooms_nb] message from view %s refused: %s", view, exc)
             replies = [p.Error(code=exc.code, message=str(exc), to=view, id=_request_of(content))]
         except Exception as exc:  # a bug must not take the comm down
             LOG.exception("[sqlrooms_nb] failed to handle a message from view %s", view)
+            replies = [
+                p.Error(code="internal", message=repr(exc), to=view, id=_request_of(content))
+            ]
+        self._broadcast(replies)
+
+    def _answer(self, message: p.ClientMessage, view: p.ViewId | None, content: object) -> None:
+        """Answer a history read on its thread, with :meth:`receive`'s error handling."""
+        try:
+            replies = self.handle(message)
+        except SqlRoomsError as exc:
+            replies = [p.Error(code=exc.code, message=str(exc), to=view, id=_request_of(content))]
+        except Exception as exc:
+            LOG.exception("[sqlrooms_nb] failed to answer a %s request", message.kind)
             replies = [
                 p.Error(code="internal", message=repr(exc), to=view, id=_request_of(content))
             ]
@@ -693,6 +776,9 @@ class SqlRoom:
         if isinstance(message, p.MergeRequest):
             return [self._merge_request(message)]
         replica = self._replica(message.branch)
+        if isinstance(message, (p.PageRequest, p.ExportRequest)):
+            self._read_result(replica, message)
+            return []
         if isinstance(message, p.Hello):
             snapshot = self._presence.snapshot()
             presence = [p.ServerAwareness(origin=None, update=snapshot)] if snapshot else []
@@ -701,18 +787,35 @@ class SqlRoom:
                 *presence,
                 self._branches_message(),
                 *replica.results.values(),
+                *self._runner.stale_message(replica.branch, force=True),
             ]
         if isinstance(message, p.ClientUpdate):
             with self._lock:
-                return replica.hub.handle(message)
+                replies = replica.hub.handle(message)
+            return [*replies, *self._runner.stale_message(replica.branch)]
         if isinstance(message, p.Run):
-            try:
-                self._run(replica, message.cell, request=message.id, view=message.view)
-            except SqlRoomsError:
-                pass  # already broadcast as the cell's error
+            self._run(
+                replica,
+                message.cell,
+                request=message.id,
+                view=message.view,
+                cascade=message.cascade,
+                wait=False,
+            )
+            return []
+        if isinstance(message, p.Cancel):
+            self._runner.cancel(replica.branch, message.cell, message.id)
+            return []
+        if isinstance(message, p.RunAll):
+            self._check_open()
+            job = Job(replica.branch, [], message.id, message.view, self._who(message.view))
+            job.run_all = True
+            self._runner.submit(job)
             return []
         if isinstance(message, p.HistoryRequest):
             return [self._history_page(replica, message)]
+        if isinstance(message, p.ChartDataRequest):
+            return [self._chart_data(replica, message)]
         if isinstance(message, p.PreviewRequest):
             return [self._preview(replica, message)]
         current = self._restore(replica, message.version, message.author or None)
@@ -740,6 +843,23 @@ class SqlRoom:
             current=current,
         )
 
+    def _chart_data(self, replica: Replica, message: p.ChartDataRequest) -> p.ChartData | p.Error:
+        """A chart's data for the view that asked, or an ``error`` to it (a chart whose
+        spec is incomplete, or whose source has not run, is a normal state, not a failure)."""
+        try:
+            spec = nb.read_chart(replica.doc, message.cell)
+            table = charts.chart_data(self._con, spec)
+        except SqlRoomsError as exc:
+            return p.Error(code=exc.code, message=str(exc), to=message.view, id=message.id)
+        return p.ChartData(
+            to=message.view,
+            id=message.id,
+            cell=message.cell,
+            branch=replica.branch,
+            rows=min(table.num_rows, charts.MAX_CHART_ROWS),
+            arrow=query.to_ipc(table, charts.MAX_CHART_ROWS),
+        )
+
     def _history_page(self, replica: Replica, message: p.HistoryRequest) -> p.History:
         """One page of the branch's history for a view (one session more tells whether more
         exist)."""
@@ -759,7 +879,7 @@ class SqlRoom:
             )
             for v in sessions[message.offset : end]
         )
-        tags = list_tags(self._lake, self.room_id, replica.branch)
+        tags = self._tags_of(replica.branch)
         return p.History(
             to=message.view,
             id=message.id,
@@ -782,6 +902,78 @@ class SqlRoom:
             version=message.version,
             cells=_preview_cells(cells),
             diff=_preview_diff(diff),
+        )
+
+    # --- result pages and exports -------------------------------------------------------------
+
+    def _who(self, view: p.ViewId | None) -> str:
+        """Display name of a view (from its presence), or this kernel's author for Python."""
+        if view is None:
+            return self.author
+        state = self._presence.state(view)
+        name = state.get("name") if isinstance(state, dict) else None
+        return name if isinstance(name, str) else ""
+
+    def _read_result(self, replica: Replica, message: p.PageRequest | p.ExportRequest) -> None:
+        """Answer a page or export request from a reader thread (DuckDB releases the GIL while
+        it sorts and writes, so the comm thread keeps handling typing meanwhile). The reply, or
+        an ``error`` {to, id, cell}, is broadcast when ready."""
+        with self._lock:
+            if self._reads is None:
+                self._reads = ThreadPoolExecutor(2, thread_name_prefix="sqlrooms_nb-results")
+            self._reads.submit(self._answer_read, replica, message)
+
+    def _answer_read(self, replica: Replica, message: p.PageRequest | p.ExportRequest) -> None:
+        """Runs on a ``sqlrooms_nb-results`` thread, on its own cursor of the connection."""
+        reply: p.ServerMessage
+        try:
+            reply = self._result_read(replica, message)
+        except SqlRoomsError as exc:
+            reply = p.Error(
+                code=exc.code, message=str(exc), to=message.view, id=message.id, cell=message.cell
+            )
+        except Exception as exc:  # a bug must not leave the view waiting forever
+            LOG.exception("[sqlrooms_nb] could not read the result of cell %s", message.cell)
+            reply = p.Error(code="internal", message=repr(exc), to=message.view, id=message.id)
+        self._broadcast([reply])
+
+    def _result_read(
+        self, replica: Replica, message: p.PageRequest | p.ExportRequest
+    ) -> p.Page | p.Export:
+        result = replica.results.get(message.cell)
+        if not isinstance(result, p.Result):
+            raise QueryError("this cell has no result to read: run it first")
+        sort = [(k.column, k.desc) for k in message.sort]
+        cur = self._con.cursor()
+        try:
+            relation = query.result_relation(replica.branch, message.cell)
+            try:
+                res.columns(cur, relation)
+            except QueryError:
+                # Not materialised (yet): read the view named after the cell instead.
+                relation = query.quote_ident(result.name)
+            if isinstance(message, p.ExportRequest):
+                data = res.export(cur, relation, message.format, sort)
+                return p.Export(
+                    to=message.view,
+                    id=message.id,
+                    cell=message.cell,
+                    format=message.format,
+                    filename=f"{result.name}.{message.format}",
+                    data=data,
+                )
+            table = res.page(cur, relation, message.offset, message.limit, sort)
+        finally:
+            cur.close()
+        return p.Page(
+            to=message.view,
+            id=message.id,
+            cell=message.cell,
+            branch=replica.branch,
+            offset=message.offset,
+            rows=result.rows,
+            sort=message.sort,
+            arrow=query.to_ipc(table, message.limit),
         )
 
     def _broadcast(self, messages: Sequence[p.ServerMessage]) -> None:
@@ -833,6 +1025,7 @@ class _Edit:
     def __init__(self, room: SqlRoom, replica: Replica) -> None:
         self._room = room
         self._doc = replica.doc
+        self._branch = replica.branch
 
     def __enter__(self) -> LoroDoc:
         self._room._lock.acquire()
@@ -843,6 +1036,7 @@ class _Edit:
             self._room._commit(self._doc)
         finally:
             self._room._lock.release()
+        self._room._broadcast(self._room._runner.stale_message(self._branch))
 
 
 def _preview_cells(cells: Sequence[nb.Cell]) -> tuple[p.PreviewCell, ...]:
@@ -851,6 +1045,13 @@ def _preview_cells(cells: Sequence[nb.Cell]) -> tuple[p.PreviewCell, ...]:
 
 def _preview_diff(diff: Sequence[hist.CellDiff]) -> tuple[p.PreviewDiff, ...]:
     return tuple(p.PreviewDiff(d.id, d.name, d.status, d.index_a, d.index_b, d.diff) for d in diff)
+
+
+def _is_history_read(message: p.ClientMessage) -> bool:
+    """Requests that read a whole history and may take long: answered off the comm thread."""
+    if isinstance(message, p.MergeRequest):
+        return message.preview
+    return isinstance(message, (p.HistoryRequest, p.PreviewRequest))
 
 
 def _request_of(content: object) -> p.RequestId | None:

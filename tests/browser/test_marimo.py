@@ -108,7 +108,7 @@ def test_concurrent_typing_in_one_cell_converges_to_the_kernels_text(
     [
         pytest.param("delay_by_airline", "16", "Frontier Airlines Inc.", id="delay_by_airline"),
         pytest.param("worst_routes", "10", "Newark Liberty Intl", id="worst_routes"),
-        pytest.param("flights_per_month", "12", "27004", id="flights_per_month"),
+        pytest.param("flights_per_month", "12", "27,004", id="flights_per_month"),
     ],
 )
 def test_run_shows_the_real_row_count_in_every_page(marimo_demo, open_page, name, rows, shown):

@@ -40,8 +40,8 @@ def test_open_creates_catalog_data_path_and_tables(fresh_lake_dir: Path) -> None
         cur.close()
     finally:
         lake.release()
-    assert tables == {"updates", "changes", "snapshots", "tags", "branches", "lake_meta"}
-    assert ("schema_version", "2") in meta
+    assert tables == {"updates", "changes", "snapshots", "tags", "branches", "runs", "lake_meta"}
+    assert ("schema_version", "3") in meta
     assert inline["sqlrooms_nb.snapshots"] == "0"
     assert int(inline["sqlrooms_nb.updates"]) >= 100
     journal = sqlite3.connect(fresh_lake_dir / "catalog.sqlite").execute("PRAGMA journal_mode")
@@ -113,6 +113,7 @@ def test_a_version_1_lake_gains_the_branches_table_and_keeps_its_rows(
     lake = Lake.open(fresh_lake_dir)
     cur = lake.cursor()
     cur.execute(f"DROP TABLE {lake.table('branches')}")
+    cur.execute(f"DROP TABLE {lake.table('runs')}")
     cur.execute(f"UPDATE {lake.table('lake_meta')} SET value = '1' WHERE key = 'schema_version'")
     cur.execute(
         f"INSERT INTO {lake.table('tags')} VALUES ('r', 'main', 'v1', 'AAAA', 'ana', now())"
@@ -131,9 +132,32 @@ def test_a_version_1_lake_gains_the_branches_table_and_keeps_its_rows(
         cur.close()
     finally:
         lake.release()
-    assert version == [("2",)]
+    assert version == [("3",)]
     assert branches == (0,)
     assert tags == [("v1",)]
+
+
+@pytest.mark.timeout(60)
+def test_a_version_2_lake_gains_the_runs_table(fresh_lake_dir: Path) -> None:
+    lake = Lake.open(fresh_lake_dir)
+    cur = lake.cursor()
+    cur.execute(f"DROP TABLE {lake.table('runs')}")
+    cur.execute(f"UPDATE {lake.table('lake_meta')} SET value = '2' WHERE key = 'schema_version'")
+    cur.close()
+    lake.release()
+
+    lake = Lake.open(fresh_lake_dir)
+    try:
+        cur = lake.cursor()
+        version = cur.execute(
+            f"SELECT value FROM {lake.table('lake_meta')} WHERE key = 'schema_version'"
+        ).fetchall()
+        runs = cur.execute(f"SELECT count(*) FROM {lake.table('runs')}").fetchone()
+        cur.close()
+    finally:
+        lake.release()
+    assert version == [("3",)]
+    assert runs == (0,)
 
 
 @pytest.mark.timeout(60)

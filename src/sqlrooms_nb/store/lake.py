@@ -7,9 +7,9 @@ Layout of an embedded lake folder (default ``.sqlrooms``)::
     <folder>/data/            DuckLake data path (parquet files)
 
 Tables, in schema ``sqlrooms_nb`` (:data:`SCHEMA`); every row carries ``room`` and ``branch``
-and everything this package issues filters by both. Lake schema version 2
-(:data:`LAKE_SCHEMA_VERSION`, recorded in ``lake_meta``; version 1 lakes lacked ``branches``
-and are upgraded in place by adding it)::
+and everything this package issues filters by both. Lake schema version 3
+(:data:`LAKE_SCHEMA_VERSION`, recorded in ``lake_meta``; version 1 lakes lacked ``branches``,
+version 2 lakes lacked ``runs``; older lakes are upgraded in place by adding them)::
 
     updates    one row per flushed batch of Loro changes (the log; ordered by ``seq``)
       room VARCHAR, branch VARCHAR, writer VARCHAR (peer id of the writing kernel, decimal),
@@ -35,7 +35,11 @@ and are upgraded in place by adding it)::
       parent VARCHAR (the branch it was forked from), fork_version VARCHAR (version id in the
       parent), created_by VARCHAR, created_at TIMESTAMPTZ, merged_into VARCHAR, merged_at
       TIMESTAMPTZ (the latest merge of this branch into another, NULL if never merged)
-    lake_meta  key VARCHAR, value VARCHAR (``schema_version`` -> ``"2"``)
+    runs       one row per SQL cell run (the run log): room, branch, cell VARCHAR (cell id),
+      name VARCHAR (result name), sql_hash VARCHAR (sha256 hex of the cell's text), author
+      VARCHAR, started_at TIMESTAMPTZ, duration_ms DOUBLE, rows BIGINT (NULL unless ok),
+      status VARCHAR ('ok' | 'error' | 'cancelled'), error VARCHAR (NULL unless 'error')
+    lake_meta  key VARCHAR, value VARCHAR (``schema_version`` -> ``"3"``)
 
 Small ``updates`` / ``changes`` inserts are inlined in the catalog (a persisted per-table
 ``data_inlining_row_limit``); ``snapshots`` never are.
@@ -74,7 +78,7 @@ ALIAS = "lake"
 """Name the lake is attached as in the lake's private DuckDB instance."""
 SCHEMA = "sqlrooms_nb"
 """Schema of the project's tables inside the lake."""
-LAKE_SCHEMA_VERSION = 2
+LAKE_SCHEMA_VERSION = 3
 """Version of the table layout described in this module's docstring."""
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -122,6 +126,10 @@ _TABLES: dict[str, str] = {
         room VARCHAR NOT NULL, name VARCHAR NOT NULL, parent VARCHAR NOT NULL,
         fork_version VARCHAR NOT NULL, created_by VARCHAR, created_at TIMESTAMPTZ,
         merged_into VARCHAR, merged_at TIMESTAMPTZ""",
+    "runs": """
+        room VARCHAR NOT NULL, branch VARCHAR NOT NULL, cell VARCHAR NOT NULL, name VARCHAR,
+        sql_hash VARCHAR, author VARCHAR, started_at TIMESTAMPTZ, duration_ms DOUBLE,
+        rows BIGINT, status VARCHAR NOT NULL, error VARCHAR""",
 }
 _INLINE_LIMITS = {
     "updates": UPDATES_INLINE_ROW_LIMIT,
@@ -129,8 +137,9 @@ _INLINE_LIMITS = {
     "snapshots": SNAPSHOTS_INLINE_ROW_LIMIT,
     "tags": UPDATES_INLINE_ROW_LIMIT,
     "branches": UPDATES_INLINE_ROW_LIMIT,
+    "runs": UPDATES_INLINE_ROW_LIMIT,
 }
-_ADDED_IN: dict[int, tuple[str, ...]] = {2: ("branches",)}
+_ADDED_IN: dict[int, tuple[str, ...]] = {2: ("branches",), 3: ("runs",)}
 """Tables each layout version added: upgrading a lake creates them (nothing else changes)."""
 
 
