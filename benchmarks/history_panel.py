@@ -61,7 +61,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from playwright.async_api import Browser, Locator, Page, async_playwright  # noqa: E402
-from tests.browser.servers import Server, free_port, server_env  # noqa: E402
+from tests.browser.servers import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    MARIMO_PROJECT_CONFIG,
+    VIEWPORT,
+    Server,
+    free_port,
+    server_env,
+)
 
 import sqlrooms_nb as snb  # noqa: E402
 from sqlrooms_nb import history as hist  # noqa: E402
@@ -70,19 +78,6 @@ from sqlrooms_nb import notebook as nb  # noqa: E402
 TRACE = REPO.parent / "shared/data/editing-traces/automerge-paper.json.gz"
 ROOM = "history-bench"
 CACHE_VERSION = 2  # bump when the built room's shape changes
-CHROMIUM = Path(os.environ.get("SQLROOMS_NB_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-VIEWPORT = {"width": 1280, "height": 1000}
-MARIMO_PROJECT_CONFIG = "[tool.marimo.runtime]\nauto_instantiate = true\n"
 SCRATCH_TEXT = "-- B types here\n"
 
 # --- 1. the lake ---------------------------------------------------------------------------------

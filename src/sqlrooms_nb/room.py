@@ -143,11 +143,13 @@ class SqlRoom:
         self._policy = flush_policy or FlushPolicy()
         self._replicas: dict[str, Replica] = {}
         self._tags_cache: dict[str, list[Tag]] = {}
-        self._reads: ThreadPoolExecutor | None = None  # page/export requests (made on first use)
-        # History pages, previews and merge previews read a whole history (the first read of a
-        # 100k-change branch walks it in ~0.4 s): answered on their own thread, one at a time,
-        # so the comm thread keeps relaying everyone's edits meanwhile.
+        # Requests that only read and may take long are answered off the comm thread, so it
+        # keeps relaying everyone's edits meanwhile (see _reader_for): history pages, previews
+        # and merge previews (the first read of a 100k-change branch walks it in ~0.4 s), one
+        # at a time; result pages and exports (DuckDB releases the GIL while it sorts and
+        # writes), two at a time, each on its own cursor.
         self._history_reads = ThreadPoolExecutor(1, thread_name_prefix="sqlrooms_nb-history")
+        self._result_reads = ThreadPoolExecutor(2, thread_name_prefix="sqlrooms_nb-results")
         self._con = connection if connection is not None else duckdb.connect()
         self._lake = Lake.open(lake)
         # Re-running the notebook cell that opens a room must not leave two writers on it in
@@ -653,11 +655,9 @@ class SqlRoom:
                 return
             self._closed = True
             replicas = list(self._replicas.values())
-            reads, self._reads = self._reads, None
         _open_rooms.discard(self)
         self._history_reads.shutdown(wait=False, cancel_futures=True)
-        if reads is not None:
-            reads.shutdown(wait=True, cancel_futures=True)
+        self._result_reads.shutdown(wait=True, cancel_futures=True)  # they use the connection
         errors: list[BaseException] = []
         self._runner.close(timeout)
         self._runlog.close(timeout)
@@ -728,8 +728,9 @@ class SqlRoom:
         view = p.view_of(content)
         try:
             message = p.decode_client(content, buffers)
-            if _is_history_read(message):
-                self._history_reads.submit(self._answer, message, view, content)
+            reader = self._reader_for(message)
+            if reader is not None:
+                reader.submit(self._answer, message, view, content)
                 return
             replies = self.handle(message)
         except SqlRoomsError as exc:
@@ -742,13 +743,29 @@ class SqlRoom:
             ]
         self._broadcast(replies)
 
+    def _reader_for(self, message: p.ClientMessage) -> ThreadPoolExecutor | None:
+        """The reader thread pool that answers ``message``, ``None`` to answer it inline."""
+        if isinstance(message, (p.HistoryRequest, p.PreviewRequest)) or (
+            isinstance(message, p.MergeRequest) and message.preview
+        ):
+            return self._history_reads
+        if isinstance(message, (p.PageRequest, p.ExportRequest)):
+            return self._result_reads
+        return None
+
     def _answer(self, message: p.ClientMessage, view: p.ViewId | None, content: object) -> None:
-        """Answer a history read on its thread, with :meth:`receive`'s error handling."""
+        """Answer a read request on a reader thread, with :meth:`receive`'s error handling
+        (errors about a cell's result name the cell, so its grid shows them)."""
+        cell = getattr(message, "cell", None)
         try:
             replies = self.handle(message)
         except SqlRoomsError as exc:
-            replies = [p.Error(code=exc.code, message=str(exc), to=view, id=_request_of(content))]
-        except Exception as exc:
+            replies = [
+                p.Error(
+                    code=exc.code, message=str(exc), to=view, id=_request_of(content), cell=cell
+                )
+            ]
+        except Exception as exc:  # a bug must not leave the view waiting forever
             LOG.exception("[sqlrooms_nb] failed to answer a %s request", message.kind)
             replies = [
                 p.Error(code="internal", message=repr(exc), to=view, id=_request_of(content))
@@ -777,8 +794,7 @@ class SqlRoom:
             return [self._merge_request(message)]
         replica = self._replica(message.branch)
         if isinstance(message, (p.PageRequest, p.ExportRequest)):
-            self._read_result(replica, message)
-            return []
+            return [self._result_read(replica, message)]
         if isinstance(message, p.Hello):
             snapshot = self._presence.snapshot()
             presence = [p.ServerAwareness(origin=None, update=snapshot)] if snapshot else []
@@ -914,32 +930,12 @@ class SqlRoom:
         name = state.get("name") if isinstance(state, dict) else None
         return name if isinstance(name, str) else ""
 
-    def _read_result(self, replica: Replica, message: p.PageRequest | p.ExportRequest) -> None:
-        """Answer a page or export request from a reader thread (DuckDB releases the GIL while
-        it sorts and writes, so the comm thread keeps handling typing meanwhile). The reply, or
-        an ``error`` {to, id, cell}, is broadcast when ready."""
-        with self._lock:
-            if self._reads is None:
-                self._reads = ThreadPoolExecutor(2, thread_name_prefix="sqlrooms_nb-results")
-            self._reads.submit(self._answer_read, replica, message)
-
-    def _answer_read(self, replica: Replica, message: p.PageRequest | p.ExportRequest) -> None:
-        """Runs on a ``sqlrooms_nb-results`` thread, on its own cursor of the connection."""
-        reply: p.ServerMessage
-        try:
-            reply = self._result_read(replica, message)
-        except SqlRoomsError as exc:
-            reply = p.Error(
-                code=exc.code, message=str(exc), to=message.view, id=message.id, cell=message.cell
-            )
-        except Exception as exc:  # a bug must not leave the view waiting forever
-            LOG.exception("[sqlrooms_nb] could not read the result of cell %s", message.cell)
-            reply = p.Error(code="internal", message=repr(exc), to=message.view, id=message.id)
-        self._broadcast([reply])
-
     def _result_read(
         self, replica: Replica, message: p.PageRequest | p.ExportRequest
     ) -> p.Page | p.Export:
+        """One page (sorted in DuckDB) or the whole exported file of a cell's last result, read
+        on a cursor of its own from the cell's result table. Raises :class:`QueryError` when
+        the cell has no result yet."""
         result = replica.results.get(message.cell)
         if not isinstance(result, p.Result):
             raise QueryError("this cell has no result to read: run it first")
@@ -1045,13 +1041,6 @@ def _preview_cells(cells: Sequence[nb.Cell]) -> tuple[p.PreviewCell, ...]:
 
 def _preview_diff(diff: Sequence[hist.CellDiff]) -> tuple[p.PreviewDiff, ...]:
     return tuple(p.PreviewDiff(d.id, d.name, d.status, d.index_a, d.index_b, d.diff) for d in diff)
-
-
-def _is_history_read(message: p.ClientMessage) -> bool:
-    """Requests that read a whole history and may take long: answered off the comm thread."""
-    if isinstance(message, p.MergeRequest):
-        return message.preview
-    return isinstance(message, (p.HistoryRequest, p.PreviewRequest))
 
 
 def _request_of(content: object) -> p.RequestId | None:

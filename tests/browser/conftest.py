@@ -11,7 +11,6 @@ page is screenshotted to ``test-artifacts/<test>-<page>.png`` with its console l
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import sys
@@ -22,25 +21,19 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
 
-from .servers import REPO, Server, free_port, read_lake, server_env
+from .servers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    MARIMO_PROJECT_CONFIG,
+    REPO,
+    VIEWPORT,
+    Server,
+    free_port,
+    read_lake,
+    server_env,
+)
 
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = Path(os.environ.get("SQLROOMS_NB_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-VIEWPORT = {"width": 1280, "height": 1000}
-
-# A project config beside the copied notebook: marimo runs the cells on open (the repo's own
-# pyproject.toml says the same for `make demo`; the copy lives outside the repo).
-MARIMO_PROJECT_CONFIG = "[tool.marimo.runtime]\nauto_instantiate = true\n"
 
 
 def _artifact_name(request: pytest.FixtureRequest, suffix: str) -> Path:

@@ -19,6 +19,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+# Debian's chromium with the flags this machine needs (no sandbox, no network side traffic).
+CHROMIUM = Path(os.environ.get("SQLROOMS_NB_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VIEWPORT = {"width": 1280, "height": 1000}
+# A project config beside a copied notebook: marimo runs the cells on open (the repo's own
+# pyproject.toml says the same for `make demo`; copies live outside the repo).
+MARIMO_PROJECT_CONFIG = "[tool.marimo.runtime]\nauto_instantiate = true\n"
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 20.0
 
