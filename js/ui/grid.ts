@@ -129,6 +129,8 @@ export class Grid {
   private readonly virtualizer: Virtualizer<HTMLElement, HTMLElement>;
   private readonly unmount: () => void;
   private readonly rowEls = new Map<number, HTMLElement>();
+  /** Row elements out of view, kept for reuse: scrolling refills rows instead of building them. */
+  private readonly spare: HTMLElement[] = [];
   private pages = new Map<number, PageData>();
   private readonly inflight = new Set<number>();
   private readonly failedAt = new Map<number, number>();
@@ -238,26 +240,26 @@ export class Grid {
     const items = this.virtualizer.getVirtualItems();
     const keep = new Set<number>();
     let anyData = false;
-    for (const item of items) {
-      keep.add(item.index);
-      let row = this.rowEls.get(item.index);
-      const data = this.pages.get(Math.floor(item.index / PAGE_ROWS));
-      if (row && row.dataset["filled"] === (data ? "1" : "0")) {
-        anyData ||= data !== undefined;
-        continue;
-      }
-      const fresh = this.renderRow(item.index, item.start - HEADER_PX, data);
-      if (row) row.replaceWith(fresh);
-      else this.body.append(fresh);
-      this.rowEls.set(item.index, fresh);
-      anyData ||= data !== undefined;
-    }
+    for (const item of items) keep.add(item.index);
+    // Rows that left the range become spares first, so the rows entering it reuse them.
     for (const [index, row] of this.rowEls) {
       if (!keep.has(index)) {
-        row.remove();
         this.rowEls.delete(index);
+        this.spare.push(row);
       }
     }
+    for (const item of items) {
+      const data = this.pages.get(Math.floor(item.index / PAGE_ROWS));
+      anyData ||= data !== undefined;
+      let row = this.rowEls.get(item.index);
+      if (row && row.dataset["filled"] === (data ? "1" : "0")) continue;
+      if (!row) {
+        row = this.spare.pop() ?? this.body.appendChild(this.newRow());
+        this.rowEls.set(item.index, row);
+      }
+      this.fillRow(row, item.index, item.start - HEADER_PX, data);
+    }
+    for (const row of this.spare.splice(0)) row.remove(); // more rows than the range needs
     const first = items[0]?.index ?? 0;
     const last = items[items.length - 1]?.index ?? -1;
     this.fetch(first, last);
@@ -267,33 +269,43 @@ export class Grid {
     }
   }
 
-  private renderRow(index: number, top: number, data: PageData | undefined): HTMLElement {
-    const copy = h("button", { type: "button", class: "snb-copy-row", testid: "snb-copy-row", title: "Copy row (TSV)", "aria-label": `Copy row ${index + 1}` });
+  /** An empty row: the gutter (number + copy button) and one cell per column. */
+  private newRow(): HTMLElement {
+    const copy = h("button", { type: "button", class: "snb-copy-row", testid: "snb-copy-row", title: "Copy row (TSV)" });
     copy.innerHTML = COPY_ICON;
-    const row = h("div", {
-      class: `snb-grid-row${index % 2 ? " snb-odd" : ""}${data ? "" : " snb-loading-row"}`,
-      testid: "snb-grid-row",
-      role: "row",
-      "aria-rowindex": index + 2,
-      "data-row": index,
-      "data-filled": data ? "1" : "0",
-      style: `transform:translateY(${top}px)`,
-    }, h("div", { class: "snb-grid-gutter", role: "rowheader" }, h("span", {}, String(index + 1)), copy));
-    const at = index % PAGE_ROWS;
-    this.options.columns.forEach((_col, c) => {
-      const cls = this.numeric[c] ? "snb-grid-cell snb-num" : "snb-grid-cell";
-      if (!data) {
-        row.append(h("div", { class: `${cls} snb-placeholder`, role: "gridcell" }));
-        return;
-      }
-      const field = data.fields[c];
-      const text = displayValue(data.vectors[c]?.get(at), field);
-      const selected = this.selected?.row === index && this.selected.col === c;
-      row.append(text === null
-        ? h("div", { class: `${cls} snb-null${selected ? " snb-selected" : ""}`, role: "gridcell", "data-col": c }, "NULL")
-        : h("div", { class: `${cls}${selected ? " snb-selected" : ""}`, role: "gridcell", "data-col": c, title: text.length > 24 ? text : undefined }, text));
-    });
+    const row = h("div", { class: "snb-grid-row", testid: "snb-grid-row", role: "row" },
+      h("div", { class: "snb-grid-gutter", role: "rowheader" }, h("span", {}), copy));
+    this.options.columns.forEach((_col, c) => row.append(h("div", { role: "gridcell", "data-col": c })));
     return row;
+  }
+
+  /** Show row `index` of the result in `row` (placeholders while its page is not loaded). */
+  private fillRow(row: HTMLElement, index: number, top: number, data: PageData | undefined): void {
+    row.className = `snb-grid-row${index % 2 ? " snb-odd" : ""}${data ? "" : " snb-loading-row"}`;
+    row.setAttribute("aria-rowindex", String(index + 2));
+    row.dataset["row"] = String(index);
+    row.dataset["filled"] = data ? "1" : "0";
+    row.style.transform = `translateY(${top}px)`;
+    const gutter = row.firstElementChild as HTMLElement;
+    (gutter.firstElementChild as HTMLElement).textContent = String(index + 1);
+    gutter.lastElementChild?.setAttribute("aria-label", `Copy row ${index + 1}`);
+    const at = index % PAGE_ROWS;
+    let cell = gutter.nextElementSibling as HTMLElement | null;
+    for (let c = 0; cell; c++, cell = cell.nextElementSibling as HTMLElement | null) {
+      const base = this.numeric[c] ? "snb-grid-cell snb-num" : "snb-grid-cell";
+      const selected = this.selected?.row === index && this.selected.col === c ? " snb-selected" : "";
+      if (!data) {
+        cell.className = `${base} snb-placeholder`;
+        cell.textContent = "";
+        cell.removeAttribute("title");
+        continue;
+      }
+      const text = displayValue(data.vectors[c]?.get(at), data.fields[c]);
+      cell.className = `${base}${text === null ? " snb-null" : ""}${selected}`;
+      cell.textContent = text ?? "NULL";
+      if (text !== null && text.length > 24) cell.title = text;
+      else cell.removeAttribute("title");
+    }
   }
 
   private fetch(first: number, last: number): void {
