@@ -6,6 +6,9 @@
 #   src/sqlrooms_nb/static/widget.js   the JS bundle (`npm run build`), rebuilt when js/ changes
 #   .venv/.snb-demo, .venv/.snb-test   the editable install with its extras
 #   /usr/bin/chromium          Debian's chromium, for the browser tests (apt-get when missing)
+#   PostgreSQL's initdb        Debian's postgresql, for the shared-lake tests (apt-get when
+#                              missing; its system service is not started: the tests start
+#                              their own server in a temporary directory)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -26,7 +29,7 @@ BUNDLE := src/sqlrooms_nb/static/widget.js
 JS_SOURCES := $(shell find js -type f -not -name '*.test.ts' -not -path 'js/testing/*' 2>/dev/null) \
 	package.json tsconfig.json
 
-.PHONY: help demo test setup setup-test lint typecheck js-test pytest browser-test clean
+.PHONY: help demo test setup setup-test postgres-server lint typecheck js-test pytest browser-test clean
 
 help:
 	@echo "make demo   set up .venv, build the widget, start marimo on http://$(HOST):$(PORT)"
@@ -64,7 +67,19 @@ $(CHROMIUM):
 
 setup: $(VENV)/.snb-demo $(BUNDLE)
 
-setup-test: $(VENV)/.snb-test $(BUNDLE) $(CHROMIUM)
+# The package's maintainer scripts would start the system cluster: policy-rc.d says no.
+postgres-server:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then \
+		exit 0; fi; \
+	$(SUDO) apt-get update; \
+	printf '#!/bin/sh\nexit 101\n' > /tmp/snb-policy-rc.d; chmod +x /tmp/snb-policy-rc.d; \
+	had_policy=; [ -e /usr/sbin/policy-rc.d ] && had_policy=1; \
+	[ -n "$$had_policy" ] || $(SUDO) cp /tmp/snb-policy-rc.d /usr/sbin/policy-rc.d; \
+	status=0; DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y postgresql || status=$$?; \
+	[ -n "$$had_policy" ] || $(SUDO) rm -f /usr/sbin/policy-rc.d; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null; exit $$status
+
+setup-test: $(VENV)/.snb-test $(BUNDLE) $(CHROMIUM) postgres-server
 
 # --- the two commands -----------------------------------------------------------------------
 

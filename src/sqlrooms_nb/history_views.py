@@ -5,8 +5,11 @@ SQL cells (and the user's own code) can query the collaboration itself::
     SELECT author, date_trunc('day', time) AS day, count(*) AS changes
     FROM sqlrooms_history.changes GROUP BY ALL ORDER BY day;
 
-The lake is attached **read-only** in the user's connection as :data:`LAKE_ALIAS` (its
-extensions loaded by path from their wheels, nothing installed), and views in schema
+The lake is attached **read-only** in the user's connection as :data:`LAKE_ALIAS` (the
+extensions it needs loaded by path from their wheels, nothing installed), whatever its catalog
+(embedded SQLite, PostgreSQL) and data path (local, ``s3://``: the S3 keys from the environment
+become a temporary secret of the user's connection, scoped to the lake's data path, as in the
+lake's own DuckDB), and views in schema
 :data:`HISTORY_SCHEMA` select this room's and branch's rows:
 
 - ``changes``   one row per Loro change: peer, counters, lamport, time, author, cells
@@ -34,7 +37,8 @@ import duckdb
 
 from .history import IDLE_GAP_S
 from .store import Lake
-from .store.extensions import EXTENSIONS, extension_file
+from .store.config import redact, s3_secret_sql
+from .store.extensions import wheel_file
 
 LOG = logging.getLogger("sqlrooms_nb")
 
@@ -42,6 +46,9 @@ HISTORY_SCHEMA = "sqlrooms_history"
 """Schema (in the user's default database) holding the history views."""
 LAKE_ALIAS = "sqlrooms_lake"
 """Name the lake is attached as (read-only) in the user's connection."""
+S3_SECRET_NAME = "sqlrooms_lake_s3"
+"""Temporary S3 secret (scoped to the lake's data path) made in the user's connection when the
+lake's data is on S3 and the environment has keys."""
 
 
 def _literal(text: str) -> str:
@@ -65,18 +72,17 @@ def create_history_views(
                 "SELECT extension_name FROM duckdb_extensions() WHERE loaded"
             ).fetchall()
         }
-        for name, module, requirement in EXTENSIONS:
+        for name in lake.config.extensions:
             if name not in loaded:
-                cur.execute(f"LOAD {_literal(str(extension_file(name, module, requirement)))}")
+                cur.execute(f"LOAD {_literal(str(wheel_file(name)))}")
+        secret = s3_secret_sql(lake.config, S3_SECRET_NAME)
+        if secret is not None:
+            cur.execute(secret)
         attached = cur.execute(
             "SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [LAKE_ALIAS]
         ).fetchone()
         if not attached or attached[0] == 0:
-            cur.execute(
-                f"ATTACH {_literal('ducklake:sqlite:' + str(lake.catalog_path))} AS {LAKE_ALIAS} "
-                f"(READ_ONLY, DATA_PATH {_literal(str(lake.data_path) + '/')}, "
-                "OVERRIDE_DATA_PATH true)"
-            )
+            cur.execute(lake.config.attach_sql(LAKE_ALIAS, read_only=True))
         where = f"WHERE room = {_literal(room)} AND branch = {_literal(branch)}"
         src = f"{LAKE_ALIAS}.{lake.schema}"
         views = {
@@ -102,7 +108,9 @@ def create_history_views(
             cur.execute(f"CREATE OR REPLACE VIEW {HISTORY_SCHEMA}.{name} AS {body}")
         return True
     except Exception as exc:  # never stop a room from opening over an optional extra
-        LOG.warning("[sqlrooms_nb] history views not available in this connection: %s", exc)
+        LOG.warning(
+            "[sqlrooms_nb] history views not available in this connection: %s", redact(str(exc))
+        )
         return False
     finally:
         cur.close()

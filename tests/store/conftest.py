@@ -10,6 +10,8 @@ import pytest
 
 from sqlrooms_nb.store import Lake
 
+from .servers import Postgres, S3Server
+
 
 @pytest.fixture(scope="session")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
@@ -29,3 +31,23 @@ def room(request: pytest.FixtureRequest) -> str:
 def fresh_lake_dir(tmp_path: Path) -> Path:
     """A folder for a lake of the test's own (not opened)."""
     return tmp_path / "own-lake"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL server of the session's own (Debian's binaries, 127.0.0.1, ~1 s)."""
+    server = Postgres.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3-compatible server with one bucket, on 127.0.0.1 (~0.2 s)."""
+    server = S3Server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -54,3 +54,26 @@ def test_a_duckdb_version_without_extension_files_is_a_clear_storage_error(
 def test_a_missing_extension_wheel_says_what_to_install(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="pip install 'not-a-wheel=="):
         extensions.extension_file("x", "sqlrooms_nb_no_such_module", "not-a-wheel")
+
+
+@pytest.mark.timeout(60)
+def test_connect_loads_only_the_extensions_asked_for(tmp_path: Path) -> None:
+    con = extensions.connect(
+        extension_dir=tmp_path, extensions=("ducklake", "postgres_scanner", "httpfs")
+    )
+    try:
+        loaded = {
+            row[0]
+            for row in con.execute(
+                "SELECT extension_name FROM duckdb_extensions() WHERE loaded"
+            ).fetchall()
+        }
+    finally:
+        con.close()
+    assert {"ducklake", "postgres_scanner", "httpfs"} <= loaded
+    assert "sqlite_scanner" not in loaded
+
+
+def test_an_unknown_extension_name_is_a_storage_error() -> None:
+    with pytest.raises(StorageError, match="no DuckDB extension named 'nope'"):
+        extensions.wheel_file("nope")

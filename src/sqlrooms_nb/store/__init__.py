@@ -1,8 +1,10 @@
 """Persistence of notebook documents in DuckLake.
 
-- :mod:`.extensions` — a DuckDB connection with the ducklake and sqlite extensions loaded from
-  their Python wheels (never downloaded at run time).
-- :mod:`.lake` — :class:`Lake`: one attached lake (SQLite catalog + data path) shared per
+- :mod:`.config` — :class:`LakeConfig` / :func:`parse_lake`: where a lake lives (embedded folder,
+  SQLite file, PostgreSQL catalog; local or ``s3://`` data), never holding credentials.
+- :mod:`.extensions` — a DuckDB connection with the extensions a lake needs (ducklake, sqlite /
+  postgres scanner, httpfs) loaded from their Python wheels (never downloaded at run time).
+- :mod:`.lake` — :class:`Lake`: one attached lake (catalog + data path) shared per
   process, the project's tables, reads of a room (:class:`StoredRoom`), retries.
 - :mod:`.persister` — :class:`Persister`: the background writer of one (room, branch) document
   (batched updates + change rows, snapshots), driven by a :class:`FlushPolicy`.
@@ -15,6 +17,7 @@ Nothing here knows about widgets or views.
 """
 
 from .branches import MAIN, Branch, create_branch, has_rows, list_branches, mark_merged
+from .config import LakeConfig, S3Settings, parse_lake
 from .extensions import connect
 from .lake import Lake, StoredRoom, retrying
 from .persister import FlushPolicy, Persister, snapshot_table
@@ -27,7 +30,9 @@ __all__ = [
     "Branch",
     "FlushPolicy",
     "Lake",
+    "LakeConfig",
     "Persister",
+    "S3Settings",
     "SavedVersion",
     "StoredRoom",
     "Tag",
@@ -38,6 +43,7 @@ __all__ = [
     "list_branches",
     "list_tags",
     "mark_merged",
+    "parse_lake",
     "recover",
     "retrying",
     "saved_versions",

@@ -1,10 +1,12 @@
-"""DuckDB connections with the DuckLake and SQLite extensions loaded from their Python wheels.
+"""DuckDB connections with the DuckLake extensions a lake needs, loaded from their Python wheels.
 
-Extensions are never downloaded at run time: the ``duckdb-extension-ducklake`` and
-``duckdb-extension-sqlite-scanner`` wheels carry
+Extensions are never downloaded at run time: the ``duckdb-extension-<name>`` wheels
+(:data:`WHEELS`: ducklake, sqlite-scanner, postgres-scanner, httpfs) carry
 ``extensions/v<duckdb version>/<name>.duckdb_extension`` files, which :func:`connect`
 installs (by path) into a private extension directory and loads, with DuckDB's automatic
-install and autoload switched off.
+install and autoload switched off. Only the extensions a lake needs are loaded
+(:attr:`~sqlrooms_nb.store.config.LakeConfig.extensions`): ``postgres_scanner`` for a
+PostgreSQL catalog, ``httpfs`` for an ``s3://`` data path.
 """
 
 from __future__ import annotations
@@ -13,17 +15,41 @@ import importlib
 import os
 import pathlib
 import tempfile
+from collections.abc import Sequence
 
 import duckdb
 
 from ..errors import StorageError
 
-EXTENSIONS: tuple[tuple[str, str, str], ...] = (
-    # (DuckDB extension name, Python module of its wheel, pip requirement name)
-    ("ducklake", "duckdb_extension_ducklake", "duckdb-extension-ducklake"),
-    ("sqlite_scanner", "duckdb_extension_sqlite_scanner", "duckdb-extension-sqlite-scanner"),
+WHEELS: dict[str, tuple[str, str]] = {
+    # DuckDB extension name -> (Python module of its wheel, pip requirement name)
+    "ducklake": ("duckdb_extension_ducklake", "duckdb-extension-ducklake"),
+    "sqlite_scanner": ("duckdb_extension_sqlite_scanner", "duckdb-extension-sqlite-scanner"),
+    "postgres_scanner": (
+        "duckdb_extension_postgres_scanner",
+        "duckdb-extension-postgres-scanner",
+    ),
+    "httpfs": ("duckdb_extension_httpfs", "duckdb-extension-httpfs"),
+}
+"""Every extension a lake may need, and the wheel that ships it."""
+
+DEFAULT_EXTENSIONS = ("ducklake", "sqlite_scanner")
+"""What the embedded default lake (SQLite catalog, local data) needs, in load order."""
+
+EXTENSIONS: tuple[tuple[str, str, str], ...] = tuple(
+    (name, *WHEELS[name]) for name in DEFAULT_EXTENSIONS
 )
-"""The extensions every lake connection loads, in load order."""
+"""(extension, module, requirement) of :data:`DEFAULT_EXTENSIONS`, in load order."""
+
+
+def wheel_file(name: str) -> pathlib.Path:
+    """:func:`extension_file` of extension ``name`` (a key of :data:`WHEELS`).
+
+    Raises :class:`StorageError` as :func:`extension_file` does, or for an unknown name."""
+    if name not in WHEELS:
+        raise StorageError(f"sqlrooms_nb loads no DuckDB extension named {name!r}")
+    module, requirement = WHEELS[name]
+    return extension_file(name, module, requirement)
 
 
 def default_extension_dir() -> pathlib.Path:
@@ -80,8 +106,13 @@ def extension_file(name: str, module: str, requirement: str) -> pathlib.Path:
     )
 
 
-def connect(*, extension_dir: pathlib.Path | None = None) -> duckdb.DuckDBPyConnection:
-    """A new in-memory DuckDB connection with ``ducklake`` and ``sqlite_scanner`` loaded.
+def connect(
+    *,
+    extension_dir: pathlib.Path | None = None,
+    extensions: Sequence[str] = DEFAULT_EXTENSIONS,
+) -> duckdb.DuckDBPyConnection:
+    """A new in-memory DuckDB connection with ``extensions`` loaded (names from
+    :data:`WHEELS`, in order; default ``ducklake`` and ``sqlite_scanner``).
 
     ``extension_dir`` is DuckDB's ``extension_directory`` for this connection; ``None`` means
     :func:`default_extension_dir`. Config: ``autoinstall_known_extensions=false``,
@@ -91,7 +122,7 @@ def connect(*, extension_dir: pathlib.Path | None = None) -> duckdb.DuckDBPyConn
     Raises :class:`StorageError` when a wheel is missing, has no file for this DuckDB version,
     or DuckDB refuses to install or load it. Runs on the calling thread (~0.2 s).
     """
-    files = [(name, extension_file(name, module, req)) for name, module, req in EXTENSIONS]
+    files = [(name, wheel_file(name)) for name in extensions]
     ext_dir = extension_dir if extension_dir is not None else default_extension_dir()
     try:
         ext_dir.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,17 @@
 """One attached DuckLake: the catalog, the data path, the project's tables, and reads of a room.
 
-Layout of an embedded lake folder (default ``.sqlrooms``)::
+Where a lake lives is a :class:`~sqlrooms_nb.store.config.LakeConfig` (or a string
+:func:`~sqlrooms_nb.store.config.parse_lake` reads): the embedded default is a folder
+(default ``.sqlrooms``)::
 
     <folder>/catalog.sqlite   DuckLake catalog (SQLite, WAL journal): other processes can read
                               while a kernel writes
     <folder>/data/            DuckLake data path (parquet files)
+
+A shared lake has a PostgreSQL catalog (the ``postgres_scanner`` extension) and a local or
+``s3://`` data path (the ``httpfs`` extension; credentials from the environment become a
+temporary, session-only DuckDB secret of the lake's own DuckDB, see :mod:`.config`). The
+catalog holds the same tables either way.
 
 Tables, in schema ``sqlrooms_nb`` (:data:`SCHEMA`); every row carries ``room`` and ``branch``
 and everything this package issues filters by both. Lake schema version 3
@@ -42,7 +49,10 @@ version 2 lakes lacked ``runs``; older lakes are upgraded in place by adding the
     lake_meta  key VARCHAR, value VARCHAR (``schema_version`` -> ``"3"``)
 
 Small ``updates`` / ``changes`` inserts are inlined in the catalog (a persisted per-table
-``data_inlining_row_limit``); ``snapshots`` never are.
+``data_inlining_row_limit``); ``snapshots`` never are. With a PostgreSQL catalog the inlined
+rows live in PostgreSQL tables of the catalog database (``ducklake_inlined_data_*``), so a small
+batch costs one round trip to PostgreSQL and no object in S3; snapshots always go to the data
+path as parquet.
 
 Threads: :meth:`Lake.open` / :meth:`Lake.release` may be called from any thread. The lake's
 own connection is used only while opening; every other use goes through :meth:`Lake.cursor`
@@ -64,16 +74,37 @@ from typing import TypeVar
 import duckdb
 
 from ..errors import StorageError
+from .config import (
+    CATALOG_FILE,
+    DATA_DIR,
+    DEFAULT_LAKE_DIR,
+    LAKE_ENV,
+    SQLITE_BUSY_TIMEOUT_MS,
+    LakeConfig,
+    parse_lake,
+    redact,
+    s3_secret_sql,
+)
 from .extensions import connect
 
 T = TypeVar("T")
 
-LAKE_ENV = "SQLROOMS_NB_LAKE"
-"""Environment variable naming the lake folder when none is given."""
-DEFAULT_LAKE_DIR = ".sqlrooms"
-"""Lake folder (relative to the current directory) when neither an argument nor the env is set."""
-CATALOG_FILE = "catalog.sqlite"
-DATA_DIR = "data"
+__all__ = [
+    "ALIAS",
+    "CATALOG_FILE",
+    "DATA_DIR",
+    "DEFAULT_LAKE_DIR",
+    "LAKE_ENV",
+    "LAKE_SCHEMA_VERSION",
+    "SCHEMA",
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "Lake",
+    "StoredRoom",
+    "is_transient",
+    "quote_ident",
+    "retrying",
+]
+
 ALIAS = "lake"
 """Name the lake is attached as in the lake's private DuckDB instance."""
 SCHEMA = "sqlrooms_nb"
@@ -81,8 +112,8 @@ SCHEMA = "sqlrooms_nb"
 LAKE_SCHEMA_VERSION = 3
 """Version of the table layout described in this module's docstring."""
 
-SQLITE_BUSY_TIMEOUT_MS = 5000
-"""SQLite busy timeout of the catalog connection, milliseconds."""
+S3_SECRET_NAME = "sqlrooms_nb_lake_s3"
+"""Name of the temporary S3 secret a lake on S3 creates in its own DuckDB."""
 UPDATES_INLINE_ROW_LIMIT = 500
 """Inserts of at most this many rows into ``updates`` / ``changes`` are inlined in the catalog."""
 SNAPSHOTS_INLINE_ROW_LIMIT = 0
@@ -195,7 +226,7 @@ def retrying(
         except Exception as exc:
             if not transient(exc) or attempt >= attempts:
                 tries = f" after {attempt} attempts" if attempt > 1 else ""
-                raise StorageError(f"could not {what}{tries}: {exc}") from exc
+                raise StorageError(redact(f"could not {what}{tries}: {exc}")) from exc
         sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, max_delay_s)
     raise StorageError(f"could not {what}: no attempts made")  # attempts < 1
@@ -206,42 +237,48 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+def resolve_location(location: str | os.PathLike[str] | LakeConfig | None) -> pathlib.Path | str:
+    """What :attr:`Lake.location` will be for ``location``: the absolute folder of an
+    embedded lake, else the lake's identity text (no secrets). Raises ``ValidationError``."""
+    config = parse_lake(location)
+    return config.folder if config.folder is not None else config.identity
 
 
-def resolve_location(location: str | os.PathLike[str] | None) -> pathlib.Path:
-    """Absolute lake folder for ``location``: ``None`` means ``$SQLROOMS_NB_LAKE`` or
-    ``.sqlrooms`` in the current directory. ``~`` is expanded; symlinks resolved."""
-    if location is None:
-        location = os.environ.get(LAKE_ENV) or DEFAULT_LAKE_DIR
-    return pathlib.Path(location).expanduser().resolve()
-
-
-_registry: dict[pathlib.Path, Lake] = {}
+_registry: dict[str, Lake] = {}
+"""Open lakes of this process by :attr:`LakeConfig.identity`."""
 _registry_lock = threading.Lock()
 
 
 class Lake:
-    """One attached DuckLake (SQLite catalog + local data path) and the project's tables.
+    """One attached DuckLake (catalog + data path, see :class:`LakeConfig`) and the project's
+    tables.
 
     Get one with :meth:`open`, give it back with :meth:`release`. Lakes are shared within a
-    process: every :meth:`open` of the same folder returns the same object (one DuckDB instance
-    per lake per process, never two ``duckdb.connect()`` on one lake) with a reference count.
+    process: every :meth:`open` of the same lake (same :attr:`LakeConfig.identity`) returns the
+    same object (one DuckDB instance per lake per process, never two ``duckdb.connect()`` on
+    one lake) with a reference count.
 
-    Attributes: ``location`` (absolute lake folder), ``catalog_path``, ``data_path``, ``alias``
-    (``"lake"``: the attached name inside this lake's DuckDB), ``write_lock`` (held by writers
-    around each write transaction, so one process commits to the lake one transaction at a time).
+    Attributes: ``config`` (the :class:`LakeConfig`), ``location`` (the absolute folder of an
+    embedded lake, else the lake's identity text, which holds no secrets), ``catalog_path``
+    (SQLite catalog file, ``None`` for PostgreSQL), ``data_path`` (local folder as a path, or
+    the ``s3://`` text), ``alias`` (``"lake"``: the attached name inside this lake's DuckDB),
+    ``write_lock`` (held by writers around each write transaction, so one process commits to
+    the lake one transaction at a time).
     """
 
     alias = ALIAS
     schema = SCHEMA
 
-    def __init__(self, location: pathlib.Path, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, config: LakeConfig, con: duckdb.DuckDBPyConnection) -> None:
         """Private: use :meth:`Lake.open`."""
-        self.location = location
-        self.catalog_path = location / CATALOG_FILE
-        self.data_path = location / DATA_DIR
+        self.config = config
+        self.location: pathlib.Path | str = (
+            config.folder if config.folder is not None else config.identity
+        )
+        self.catalog_path: pathlib.Path | None = config.catalog_path
+        self.data_path: pathlib.Path | str = (
+            config.data_path if config.on_s3 else pathlib.Path(config.data_path)
+        )
         self.write_lock = threading.Lock()
         self._con: duckdb.DuckDBPyConnection | None = con
         self._con_lock = threading.Lock()
@@ -250,45 +287,63 @@ class Lake:
     # --- lifetime ------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, location: str | os.PathLike[str] | None = None) -> Lake:
-        """Open (creating if needed) the lake in folder ``location`` and add a reference.
+    def open(cls, location: str | os.PathLike[str] | LakeConfig | None = None) -> Lake:
+        """Open (creating if needed) the lake ``location`` and add a reference.
 
-        ``None`` means ``$SQLROOMS_NB_LAKE`` or ``.sqlrooms`` (relative to the current
-        directory). Creates the folder, attaches the catalog, creates the schema and tables if
+        ``location``: a :class:`LakeConfig`, or a folder path / lake URI read by
+        :func:`~sqlrooms_nb.store.config.parse_lake`; ``None`` means ``$SQLROOMS_NB_LAKE`` or
+        ``.sqlrooms`` (relative to the current directory). Creates a local folder / data
+        folder, loads the extensions the lake needs, creates the S3 secret from the
+        environment (data on S3), attaches the catalog, creates the schema and tables if
         missing and checks the recorded lake schema version.
 
-        Raises :class:`StorageError` if the folder or catalog cannot be created or opened, the
-        extensions cannot be loaded, or the lake was written by a newer or unknown table
-        layout (nothing is ever deleted or migrated silently). Blocks the calling thread
-        (~0.3 s for the first open of a lake in a process, then a dictionary lookup).
+        Raises :class:`~sqlrooms_nb.errors.ValidationError` for a malformed lake string or one
+        holding a password; :class:`StorageError` if the folder or catalog cannot be created
+        or reached (the message names the catalog host, never a password), the extensions
+        cannot be loaded, or the lake was written by a newer or unknown table layout (nothing
+        is ever deleted or migrated silently). Blocks the calling thread (~0.3 s for the first
+        open of an embedded lake in a process, up to the PostgreSQL ``connect_timeout`` for an
+        unreachable catalog, then a dictionary lookup).
         """
-        path = resolve_location(location)
+        config = parse_lake(location)
         with _registry_lock:
-            lake = _registry.get(path)
+            lake = _registry.get(config.identity)
             if lake is None:
-                lake = cls._create(path)
-                _registry[path] = lake
+                lake = cls._create(config)
+                _registry[config.identity] = lake
             lake._refs += 1
             return lake
 
     @classmethod
-    def _create(cls, path: pathlib.Path) -> Lake:
+    def _create(cls, config: LakeConfig) -> Lake:
+        where = config.describe()
+        if config.catalog_path is not None:
+            _mkdir(config.catalog_path.parent)
+        con = connect(extensions=config.extensions)
+        lake = cls(config, con)
         try:
-            (path / DATA_DIR).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot create the lake folder {path}: {exc}") from exc
-        con = connect()
-        lake = cls(path, con)
-        try:
-            retrying(lake._attach, what=f"attach the lake catalog {lake.catalog_path}")
+            lake._create_s3_secret()
+            catalog = config.catalog_path if config.catalog_path is not None else where
+            retrying(lake._attach, what=f"attach the lake catalog {catalog}")
+            if not config.on_s3:  # (made once the catalog answered: no stray folders)
+                _mkdir(pathlib.Path(config.data_path))
             # Two processes creating a new lake at once can fail each other's DuckLake commit
             # (e.g. "table ... references schema id 1 that does not exist"): the retry then
             # finds the other's tables.
             retrying(
                 lake._ensure_tables,
-                what=f"create the sqlrooms_nb tables in {path}",
+                what=f"create the sqlrooms_nb tables in {where}",
                 transient=lambda e: is_transient(e) or isinstance(e, duckdb.TransactionException),
             )
+        except StorageError as exc:
+            con.close()
+            if config.catalog == "postgres" and _auth_failed(exc):
+                raise StorageError(
+                    f"{exc}\nPostgreSQL refused the login to {config.host or 'the catalog'}: "
+                    "give the password through PGPASSWORD or ~/.pgpass (never in the lake "
+                    "string), and check the user in the DSN"
+                ) from exc.__cause__
+            raise
         except BaseException:
             con.close()
             raise
@@ -306,8 +361,8 @@ class Lake:
             self._refs -= 1
             if self._refs > 0:
                 return
-            if _registry.get(self.location) is self:
-                del _registry[self.location]
+            if _registry.get(self.config.identity) is self:
+                del _registry[self.config.identity]
             con, self._con = self._con, None
         if con is not None:
             try:
@@ -413,26 +468,28 @@ class Lake:
 
     def _attach(self) -> None:
         assert self._con is not None
-        options = ", ".join(
-            [
-                f"DATA_PATH {_sql_string(str(self.data_path) + os.sep)}",
-                # The folder may have moved since the catalog was created: use where it is now
-                # (for this session only; the catalog is not rewritten).
-                "OVERRIDE_DATA_PATH true",
-                "META_JOURNAL_MODE 'WAL'",
-                f"META_BUSY_TIMEOUT {SQLITE_BUSY_TIMEOUT_MS}",
-            ]
-        )
         try:
-            self._con.execute(
-                f"ATTACH IF NOT EXISTS {_sql_string('ducklake:sqlite:' + str(self.catalog_path))} "
-                f"AS {ALIAS} ({options})"
-            )
+            self._con.execute(self.config.attach_sql(ALIAS))
         except duckdb.Error:
             # A locked catalog aborts the connection's transaction; without a rollback the
             # retry would fail with "Current transaction is aborted" instead of trying again.
             _rollback(self._con)
             raise
+
+    def _create_s3_secret(self) -> None:
+        """Give this lake's DuckDB the S3 keys from the environment (a temporary secret scoped
+        to the data path; nothing when the data is local or the environment has no keys)."""
+        assert self._con is not None
+        statement = s3_secret_sql(self.config, S3_SECRET_NAME)
+        if statement is None:
+            return
+        try:
+            self._con.execute(statement)
+        except duckdb.Error as exc:
+            # The statement holds the keys: report DuckDB's words, redacted, never the SQL.
+            raise StorageError(
+                redact(f"cannot set up S3 access to {self.config.data_path}: {exc}")
+            ) from None
 
     def _ensure_tables(self) -> None:
         """Create schema/tables/options if missing and check the recorded layout version."""
@@ -452,7 +509,7 @@ class Lake:
             if versions - known or len(versions) > 1:
                 cur.execute("ROLLBACK")
                 raise StorageError(
-                    f"the lake {self.location} has table layout version "
+                    f"the lake {self.config.describe()} has table layout version "
                     f"{', '.join(sorted(versions))}, which this sqlrooms_nb (layout "
                     f"{LAKE_SCHEMA_VERSION}) does not understand: upgrade sqlrooms_nb, or use "
                     "another lake folder (nothing was changed)"
@@ -495,7 +552,19 @@ class Lake:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self._refs} refs"
-        return f"Lake({str(self.location)!r}, {state})"
+        return f"Lake({redact(str(self.location))!r}, {state})"
+
+
+def _mkdir(folder: pathlib.Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the lake folder {folder}: {exc}") from exc
+
+
+def _auth_failed(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "password authentication failed" in text or "no password supplied" in text
 
 
 def _rollback(cur: duckdb.DuckDBPyConnection) -> None:
