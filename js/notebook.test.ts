@@ -11,7 +11,9 @@ import {
   isValidCellName,
   moveCell,
   readCells,
+  readInput,
   renameCell,
+  setInput,
   uniqueName,
 } from "./notebook";
 
@@ -104,3 +106,20 @@ function cellsInsertJunk(doc: LoroDoc) {
   doc.getMovableList("cells").insert(1, "not a cell");
   doc.commit();
 }
+
+describe("input cells", () => {
+  it("store a typed value that a type change converts, and refuse what does not fit", () => {
+    const doc = new LoroDoc();
+    const id = addCell(doc, { kind: "input", name: "carrier" });
+    assert.deepEqual(readInput(doc, id), { type: "text", value: "", optionsSql: "" });
+    setInput(doc, id, { value: "O'Hare" });
+    assert.equal(readInput(doc, id)?.value, "O'Hare");
+    setInput(doc, id, { value: "12" });
+    setInput(doc, id, { type: "number" });
+    assert.equal(readInput(doc, id)?.value, 12);
+    assert.throws(() => setInput(doc, id, { value: "many" }), CellError);
+    assert.throws(() => addCell(doc, { kind: "input", name: "not a name" }), CellError);
+    setInput(doc, id, { type: "select", optionsSql: "select 1" });
+    assert.deepEqual(readInput(doc, id), { type: "select", value: "12", optionsSql: "select 1" });
+  });
+});

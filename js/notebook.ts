@@ -6,10 +6,12 @@
  *     meta   LoroMap          {"schema": 1, "title": str}
  *     cells  LoroMovableList  of LoroMap, one per cell, in display order:
  *              id      str       stable id, [A-Za-z0-9_-]{1,64}; never changes
- *              kind    str       "sql" | "markdown" | "chart"
- *              name    str       result name of a SQL cell (see validateCellName); "" for markdown and chart
+ *              kind    str       "sql" | "markdown" | "chart" | "input"
+ *              name    str       result name of a SQL cell (see validateCellName); parameter name of an input
+ *                                cell (SQL reads it as `$name`); "" for markdown and chart
  *              source  LoroText  the cell's text (positions in UTF-16 units here)
  *              chart   LoroMap   chart cells only: source, mark, x, y, color, aggregate (strings; see ChartSpec)
+ *              input   LoroMap   input cells only: type, value, options_sql (see InputSpec)
  *
  * Unlike the Python helpers, each operation here is one user action and ends with exactly one
  * `doc.commit()`, tagged with the origin {@link STRUCTURE_ORIGIN} (kept out of the editors' undo
@@ -20,8 +22,24 @@ import { LoroMap, LoroText, type LoroDoc, type LoroMovableList } from "loro-crdt
 import { randomId, type CellId } from "./protocol";
 
 export const SCHEMA_VERSION = 1;
-export type CellKind = "sql" | "markdown" | "chart";
-export const CELL_KINDS: readonly CellKind[] = ["sql", "markdown", "chart"];
+export type CellKind = "sql" | "markdown" | "chart" | "input";
+export const CELL_KINDS: readonly CellKind[] = ["sql", "markdown", "chart", "input"];
+
+export type InputType = "text" | "number" | "select";
+export const INPUT_TYPES: readonly InputType[] = ["text", "number", "select"];
+
+/**
+ * An input cell's spec (the entries of its `input` map). `value` is a string for text and
+ * select inputs, a number for number inputs, `null` when unset (binds NULL); last writer wins.
+ * `optionsSql` (stored as `options_sql`) is a select input's options query (first column).
+ */
+export interface InputSpec {
+  type: InputType;
+  value: string | number | null;
+  optionsSql: string;
+}
+
+export const DEFAULT_INPUT: Readonly<InputSpec> = { type: "text", value: "", optionsSql: "" };
 
 export type ChartMark = "bar" | "line" | "point" | "area";
 export const CHART_MARKS: readonly ChartMark[] = ["bar", "line", "point", "area"];
@@ -171,14 +189,16 @@ export interface AddCellOptions {
   id?: string;
   /** Chart cells: initial spec fields (the rest take {@link DEFAULT_CHART}). */
   chart?: Partial<ChartSpec>;
+  /** Input cells: initial spec fields (the rest take {@link DEFAULT_INPUT}). */
+  input?: Partial<InputSpec>;
 }
 
 /** Insert a cell and commit; returns its id. Throws {@link CellError} for a bad name/id/index. */
 export function addCell(doc: LoroDoc, options: AddCellOptions = {}): CellId {
   const kind = options.kind ?? "sql";
   if (!CELL_KINDS.includes(kind)) throw new CellError(`cell kind ${JSON.stringify(kind)} is not one of ${CELL_KINDS.join(", ")}`);
-  const name = options.name ?? (kind === "sql" ? uniqueName(doc) : "");
-  if (name !== "" || kind === "sql") validateCellName(name);
+  const name = options.name ?? (kind === "sql" ? uniqueName(doc) : kind === "input" ? uniqueName(doc, "p") : "");
+  if (name !== "" || kind === "sql" || kind === "input") validateCellName(name);
   const id = options.id ?? newCellId();
   if (!CELL_ID.test(id)) throw new CellError(`cell id ${JSON.stringify(id)} is not valid: 1-64 of [A-Za-z0-9_-]`);
   const list = cellsList(doc);
@@ -196,6 +216,13 @@ export function addCell(doc: LoroDoc, options: AddCellOptions = {}): CellId {
     // Made with the cell, so people setting fields later never race to create the map.
     const chart = map.setContainer("chart", new LoroMap());
     for (const [key, value] of Object.entries({ ...DEFAULT_CHART, ...options.chart })) chart.set(key, value);
+  }
+  if (kind === "input") {
+    const spec = { ...DEFAULT_INPUT, ...options.input };
+    const input = map.setContainer("input", new LoroMap());
+    input.set("type", spec.type);
+    input.set("value", spec.value);
+    input.set("options_sql", spec.optionsSql);
   }
   doc.commit({ origin: STRUCTURE_ORIGIN });
   return id as CellId;
@@ -225,7 +252,7 @@ export function moveCell(doc: LoroDoc, id: string, index: number): void {
 /** Set the result name of cell `id` and commit. Throws {@link CellError} for a bad name. */
 export function renameCell(doc: LoroDoc, id: string, name: string): void {
   const handle = mustFind(doc, id);
-  if (name !== "" || handle.kind === "sql") validateCellName(name);
+  if (name !== "" || handle.kind === "sql" || handle.kind === "input") validateCellName(name);
   if (handle.name === name) return;
   handle.map.set("name", name);
   doc.commit({ origin: STRUCTURE_ORIGIN });
@@ -266,6 +293,72 @@ export function setChart(doc: LoroDoc, id: string, fields: Partial<ChartSpec>): 
   for (const [key, value] of Object.entries(fields)) {
     if (value === undefined || map.get(key) === value) continue;
     map.set(key, value);
+    changed = true;
+  }
+  if (changed) doc.commit({ origin: STRUCTURE_ORIGIN });
+}
+
+/** A stored value read as an input's type (numbers for number inputs, strings otherwise); mirrors notebook.py. */
+function inputValue(value: unknown, type: InputType): string | number | null {
+  if (value === null || value === undefined || typeof value === "boolean") return null;
+  if (type === "number") {
+    if (typeof value === "number") return Number.isFinite(value) ? value : null;
+    if (typeof value === "string" && value.trim() !== "") {
+      const n = Number(value);
+      return Number.isFinite(n) ? n : null;
+    }
+    return null;
+  }
+  if (typeof value === "string") return value;
+  if (typeof value === "number" || typeof value === "bigint") return String(value);
+  return null;
+}
+
+/** The spec of input cell `id` (defaults for missing or ill-typed entries); `undefined` if none. */
+export function readInput(doc: LoroDoc, id: string): InputSpec | undefined {
+  const handle = findCell(doc, id);
+  if (handle?.kind !== "input") return undefined;
+  const got: unknown = handle.map.get("input");
+  if (!(got instanceof LoroMap)) return { ...DEFAULT_INPUT };
+  const value = got.toJSON() as Record<string, unknown>;
+  const type = INPUT_TYPES.includes(value["type"] as InputType) ? (value["type"] as InputType) : "text";
+  const optionsSql = value["options_sql"];
+  return { type, value: inputValue(value["value"], type), optionsSql: typeof optionsSql === "string" ? optionsSql : "" };
+}
+
+/**
+ * Set fields of input cell `id` and commit (only changed entries are written; a type change alone
+ * converts the value, as notebook.py does). Throws {@link CellError} for an unknown cell or type,
+ * or a value that does not fit the type.
+ */
+export function setInput(doc: LoroDoc, id: string, fields: Partial<InputSpec>): void {
+  const handle = mustFind(doc, id);
+  if (handle.kind !== "input") throw new CellError(`cell ${JSON.stringify(id)} is not an input cell`);
+  const current = readInput(doc, id) ?? { ...DEFAULT_INPUT };
+  if (fields.type !== undefined && !INPUT_TYPES.includes(fields.type)) throw new CellError(`unknown input type ${String(fields.type)}`);
+  const type = fields.type ?? current.type;
+  const entries: [string, unknown][] = [];
+  if (fields.type !== undefined) entries.push(["type", fields.type]);
+  if (fields.optionsSql !== undefined) entries.push(["options_sql", fields.optionsSql]);
+  if (fields.value !== undefined) {
+    if (type === "number" && fields.value !== null && typeof fields.value !== "number") {
+      throw new CellError("a number input's value must be a number");
+    }
+    if (type === "number" && typeof fields.value === "number" && !Number.isFinite(fields.value)) {
+      throw new CellError("a number input's value must be a finite number");
+    }
+    entries.push(["value", type === "number" ? fields.value : inputValue(fields.value, type)]);
+  } else if (fields.type !== undefined && fields.type !== current.type) {
+    entries.push(["value", inputValue(current.value, type)]);
+  }
+  let input: unknown = handle.map.get("input");
+  if (!(input instanceof LoroMap)) input = handle.map.setContainer("input", new LoroMap());
+  const map = input as LoroMap;
+  let changed = false;
+  for (const [key, value] of entries) {
+    const old: unknown = map.get(key);
+    if (old === value) continue;
+    map.set(key, value as string | number | null);
     changed = true;
   }
   if (changed) doc.commit({ origin: STRUCTURE_ORIGIN });

@@ -13,7 +13,7 @@
  */
 
 export const CLIENT_KINDS = ["hello", "update", "run", "ping", "awareness", "history", "preview", "restore", "branch", "merge", "chart_data", "page", "export", "cancel", "run_all"] as const;
-export const SERVER_KINDS = ["welcome", "update", "saved", "run_started", "result", "error", "pong", "awareness", "history", "preview", "restored", "branches", "branch_created", "merge_preview", "merged", "chart_data", "page", "export", "run_progress", "cancelled", "stale", "queued"] as const;
+export const SERVER_KINDS = ["welcome", "update", "saved", "run_started", "result", "error", "pong", "awareness", "history", "preview", "restored", "branches", "branch_created", "merge_preview", "merged", "chart_data", "page", "export", "run_progress", "cancelled", "stale", "queued", "catalog", "input_options"] as const;
 
 /** Bumped with `PROTOCOL_VERSION` in protocol.py whenever a message changes shape. */
 export const PROTOCOL_VERSION = 2;
@@ -292,12 +292,39 @@ export interface Stale {
   cells: CellId[];
 }
 
+/** The options of a select input cell (first column of its options query), or why it failed. */
+export interface InputOptions {
+  kind: "input_options";
+  cell: CellId;
+  branch: string;
+  options: string[];
+  error: string | null;
+}
+
 /** A run waits behind another run. */
 export interface Queued {
   kind: "queued";
   id: RequestId | null;
   cell: CellId;
   branch: string;
+}
+
+/** One table or view of the kernel's connection (`database` "" = the current database). */
+export interface CatalogTable {
+  database: string;
+  schema: string;
+  name: string;
+  /** Column names, in order. */
+  columns: string[];
+  kind: "table" | "view";
+}
+
+/** The connection's tables and views, for SQL autocompletion (after welcome and each run). */
+export interface Catalog {
+  kind: "catalog";
+  /** The branch whose run prompted it (the catalog is the connection's, for every branch). */
+  branch: string;
+  tables: CatalogTable[];
 }
 
 /** A tagged error; `line` / `column` are 0-based when present. */
@@ -485,6 +512,8 @@ export interface ExportReply {
 }
 
 export type ServerMessage =
+  | Catalog
+  | InputOptions
   | RunProgress
   | Cancelled
   | Stale
@@ -642,6 +671,20 @@ export function encodeClient(message: ClientMessage): Wire {
 }
 
 // --- decoding (kernel -> view) ---------------------------------------------------------------
+
+/** The `tables` of a `catalog` message. */
+function catalogTables(content: Record<string, unknown>): CatalogTable[] {
+  const tables = content["tables"];
+  if (!Array.isArray(tables)) throw new ProtocolError("field tables must be a list");
+  return tables.map((t: unknown) => {
+    if (typeof t !== "object" || t === null) throw new ProtocolError("each catalog table must be an object");
+    const item = t as Record<string, unknown>;
+    const columns = item["columns"];
+    if (!Array.isArray(columns) || !columns.every((x) => typeof x === "string")) throw new ProtocolError("field columns must be a list of strings");
+    const kind = item["kind"] === "view" ? "view" : "table";
+    return { database: optStr(item, "database") ?? "", schema: str(item, "schema"), name: str(item, "name"), columns: columns as string[], kind };
+  });
+}
 
 function str(content: Record<string, unknown>, name: string): string {
   const value = content[name];
@@ -941,6 +984,13 @@ export function decodeServer(content: unknown, rawBuffers: readonly RawBuffer[] 
     }
     case "queued":
       return { kind, id: (optStr(c, "id") ?? null) as RequestId | null, cell: str(c, "cell") as CellId, branch: str(c, "branch") };
+    case "catalog":
+      return { kind, branch: str(c, "branch"), tables: catalogTables(c) };
+    case "input_options": {
+      const options = c["options"];
+      if (!Array.isArray(options) || !options.every((x) => typeof x === "string")) throw new ProtocolError("field options must be a list of strings");
+      return { kind, cell: str(c, "cell") as CellId, branch: str(c, "branch"), options: options as string[], error: optStr(c, "error") ?? null };
+    }
     default:
       assertNever(kind, kind);
       return null;
@@ -1012,6 +1062,8 @@ export function encodeServer(message: ServerMessage): Wire {
     case "cancelled":
     case "stale":
     case "queued":
+    case "catalog":
+    case "input_options":
     case "history":
     case "preview":
     case "restored":

@@ -55,6 +55,8 @@ import {
   type Cancelled,
   type Queued,
   type Stale,
+  type Catalog,
+  type InputOptions,
   type ServerAwareness,
   type ServerMessage,
   type VersionId,
@@ -115,6 +117,10 @@ export interface SyncEvents {
   cancelled: Cancelled;
   queued: Queued;
   stale: Stale;
+  /** The kernel connection's tables and views, for SQL autocompletion (any branch's). */
+  catalog: Catalog;
+  /** The options of a select input cell (after each welcome, and when they change). */
+  input_options: InputOptions;
   /** Presence from other views (or everyone's, after a welcome); see presence.ts. */
   awareness: ServerAwareness;
   /** Replies to this view's `history` / `preview` / `restore` requests. */
@@ -523,6 +529,7 @@ export class SyncClient {
       case "cancelled":
       case "queued":
       case "stale":
+      case "input_options":
         return message.branch === undefined || message.branch === this.branchName;
       case "welcome":
         return this.branchName === null || message.branch === this.branchName;
@@ -559,6 +566,12 @@ export class SyncClient {
         break;
       case "stale":
         this.emit("stale", message);
+        break;
+      case "catalog":
+        this.emit("catalog", message);
+        break;
+      case "input_options":
+        this.emit("input_options", message);
         break;
       case "error":
         this.emit("error", message);

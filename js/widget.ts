@@ -11,7 +11,8 @@
  * `model.send(content, undefined, buffers)` — buffers are the third argument.
  *
  * Traits read: `room_id` (str), `branch` (str), `author` (str, may be ""; also the display name
- * in presence, else a per-browser name kept in localStorage).
+ * in presence, else a per-browser name kept in localStorage), `results` (kernel-written run
+ * summaries, see {@link ResultsEcho}). Trait written: `results_seen` (an int, only that).
  */
 import "./widget.css";
 import { decodeFrontiers } from "loro-crdt";
@@ -28,6 +29,8 @@ import { PresenceBar, displayName } from "./ui/presence";
 import { BranchBar } from "./ui/branches";
 import { StatusBadge } from "./ui/status";
 import { UndoControls } from "./ui/undo";
+import { SqlCompletions } from "./ui/complete";
+import { readCells } from "./notebook";
 
 type Handler = (...args: never[]) => void;
 
@@ -37,6 +40,8 @@ export interface AnyModel {
   on(event: string, handler: Handler): void;
   off(event?: string | null, handler?: Handler | null): void;
   send(content: unknown, callbacks?: unknown, buffers?: ArrayBuffer[] | ArrayBufferView[]): void;
+  set?(name: string, value: unknown): void;
+  save_changes?(): void;
 }
 
 export interface RenderProps {
@@ -102,6 +107,10 @@ function mount(model: AnyModel, el: HTMLElement, options: MountOptions): () => v
   const undoControls = new UndoControls({ scopes: undo, signal });
 
   const results = new ResultRequests(sync); // result grids' page and export requests
+  const completions = new SqlCompletions(); // SQL editors complete from the catalog and cell names
+  const cellNames = () => new Map(readCells(sync.doc).filter((c) => c.kind === "sql").map((c) => [c.id as string, c.name]));
+  completions.setCellNames(cellNames());
+  let namesQueued = false;
   cleanups.push(() => results.dispose());
   const cells = new CellList({
     results,
@@ -121,6 +130,8 @@ function mount(model: AnyModel, el: HTMLElement, options: MountOptions): () => v
     stale,
     notify: (message) => banner.show(message),
     chartData: (cellId) => sync.chartData(cellId),
+    completions,
+    inputOptions: new Map(),
   });
 
   const status = new StatusBadge(sync.getStatus());
@@ -148,6 +159,8 @@ function mount(model: AnyModel, el: HTMLElement, options: MountOptions): () => v
   addText.addEventListener("click", () => cells.addCell("markdown"), { signal });
   const addChart = h("button", { type: "button", class: "snb-btn snb-add", testid: "snb-add-chart", title: "Add a chart of a SQL cell's result at the end" }, "+ Chart");
   addChart.addEventListener("click", () => cells.addCell("chart"), { signal });
+  const addInput = h("button", { type: "button", class: "snb-btn snb-add", testid: "snb-add-input", title: "Add an input at the end: SQL cells read its value as $name" }, "+ Input");
+  addInput.addEventListener("click", () => cells.addCell("input"), { signal });
 
   // --- history panel and preview (the live cells are hidden, never rebuilt, while previewing)
   const frontiersOf = (v: VersionId) => decodeFrontiers(fromBase64Url(v));
@@ -173,7 +186,7 @@ function mount(model: AnyModel, el: HTMLElement, options: MountOptions): () => v
     historyButton.classList.toggle("snb-active", open);
   }, { signal });
   const previewHost = h("div", { class: "snb-preview-host" });
-  const footer = h("div", { class: "snb-footer" }, addButton, addText, addChart);
+  const footer = h("div", { class: "snb-footer" }, addButton, addText, addChart, addInput);
   let previewing: { id: RequestId; version: VersionInfo } | null = null;
   let previewAbort: AbortController | null = null;
 
@@ -221,6 +234,13 @@ function mount(model: AnyModel, el: HTMLElement, options: MountOptions): () => v
     sync.on("status", (s) => status.set(s)),
     sync.on("change", () => {
       cells.schedule();
+      if (!namesQueued) {
+        namesQueued = true; // not from inside an editor's update: editors reconfigure on change
+        queueMicrotask(() => {
+          namesQueued = false;
+          if (!signal.aborted) completions.setCellNames(cellNames());
+        });
+      }
       history.docChanged();
     }),
     sync.on("history", (m) => history.onReply(m)),
@@ -288,6 +308,8 @@ function mount(model: AnyModel, el: HTMLElement, options: MountOptions): () => v
     }),
     sync.on("result", (m) => finish(m.cell, { running: false, result: m })),
     sync.on("chart_data", (m) => cells.showChartData(m)),
+    sync.on("catalog", (m) => completions.setCatalog(m.tables)),
+    sync.on("input_options", (m) => cells.showInputOptions(m)),
     sync.on("error", (m: ErrorMessage) => {
       if (m.id !== undefined && results.answered(m.id)) return; // shown by the grid
       if (cells.chartError(m)) return;
@@ -352,6 +374,42 @@ function storage(): Storage | null {
   }
 }
 
+/** Newest `run` in the kernel-written `results` trait (entries asked for by `view` only, if given). */
+export function newestRun(results: unknown, view?: string): number {
+  let newest = 0;
+  if (typeof results !== "object" || results === null) return 0;
+  for (const entry of Object.values(results as Record<string, unknown>)) {
+    if (typeof entry !== "object" || entry === null) continue;
+    const { run, view: by } = entry as { run?: unknown; view?: unknown };
+    if (typeof run === "number" && (view === undefined || by === view)) newest = Math.max(newest, run);
+  }
+  return newest;
+}
+
+/**
+ * marimo re-runs the cells reading `mo.ui.anywidget(room.widget).value` only when a view changes
+ * the widget's state (a kernel-side trait change is not enough). So when the kernel's `results`
+ * trait reports a run this view asked for, the view writes the client-only trait `results_seen`
+ * (the newest such run): one small update, never the results themselves, never CRDT state.
+ * Runs asked for from Python (`view` null) are not echoed, so a Python cell that reads the value
+ * and runs cells cannot loop.
+ */
+class ResultsEcho {
+  private seen: number;
+
+  constructor(private readonly model: AnyModel, private readonly viewId: string) {
+    this.seen = newestRun(model.get("results"));
+  }
+
+  readonly onChange = (): void => {
+    const newest = newestRun(this.model.get("results"), this.viewId);
+    if (newest <= this.seen || !this.model.set || !this.model.save_changes) return;
+    this.seen = newest;
+    this.model.set("results_seen", newest);
+    this.model.save_changes();
+  };
+}
+
 function render({ model, el }: RenderProps): () => void {
   const viewId = randomId();
   let branches: BranchInfo[] = [];
@@ -376,8 +434,11 @@ function render({ model, el }: RenderProps): () => void {
     if (!storage()?.getItem(branchKey(model))) show(trait(model, "branch") || MAIN);
   };
   model.on("change:branch", onBranch);
+  const results = new ResultsEcho(model, viewId);
+  model.on("change:results", results.onChange);
   show(storage()?.getItem(branchKey(model)) || trait(model, "branch") || MAIN);
   return () => {
+    model.off("change:results", results.onChange);
     model.off("change:branch", onBranch);
     unmount?.();
     unmount = null;

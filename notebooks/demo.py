@@ -109,6 +109,16 @@ def _(con, getpass, snb):
     if not room.cells:
         # First open only: a reopened room shows what people left in it.
         room.add_cell(
+            "## NYC flights 2013\n\n"
+            "Every flight that left New York City in 2013 is in DuckDB as `flights`, with "
+            "`airlines`, `airports`, `planes` and `weather` beside it.\n\n"
+            "This notebook is **shared**: everyone who opens it sees the same cells and edits "
+            "them live, and every version is kept (History). Run a SQL cell with **Run** or "
+            "Shift+Enter; its result becomes a view named after the cell, so later cells can "
+            "select from it. Pick an airport in `$origin` below: the cells that read it re-run.",
+            kind="markdown",
+        )
+        room.add_cell(
             "SELECT a.name AS airline, f.carrier, count(*) AS flights,\n"
             "       round(avg(f.dep_delay), 1) AS mean_dep_delay_min\n"
             "FROM flights f JOIN airlines a USING (carrier)\n"
@@ -130,10 +140,21 @@ def _(con, getpass, snb):
             "LIMIT 10",
             name="worst_routes",
         )
+        origin = room.add_cell(kind="input", name="origin")
+        room.set_input(
+            origin,
+            type="select",
+            value="JFK",
+            options_sql="SELECT DISTINCT origin FROM flights ORDER BY 1",
+        )
         room.add_cell(
-            "SELECT month, count(*) AS flights\nFROM flights\nGROUP BY month\nORDER BY month",
+            "-- $origin is the input above, bound as a parameter (never pasted into the SQL)\n"
+            "SELECT month, count(*) AS flights\nFROM flights\nWHERE origin = $origin\n"
+            "GROUP BY month\nORDER BY month",
             name="flights_per_month",
         )
+        chart = room.add_cell(kind="chart")
+        room.update_chart(chart, source="flights_per_month", mark="bar", x="month", y="flights")
     room
     return (room,)
 

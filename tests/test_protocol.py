@@ -255,6 +255,8 @@ def test_every_server_message_type_encodes_to_its_kind():
         p.Cancelled(id=None, cell="c", branch="main", elapsed_ms=1.0),
         p.Stale(branch="main", cells=("c",)),
         p.Queued(id=None, cell="c", branch="main"),
+        p.Catalog(branch="main", tables=()),
+        p.InputOptions(cell="c", branch="main", options=("JFK", "O'Hare")),
     ]
     assert sorted(p.encode_server(m).content["kind"] for m in samples) == sorted(p.SERVER_KINDS)
 
@@ -415,3 +417,22 @@ def test_export_requests_take_csv_or_parquet_and_replies_carry_the_file_in_a_buf
     )
     assert page.content["sort"] == [{"column": "dep_delay", "desc": True}]
     assert page.content["rows"] == 336776 and page.buffers == [b"ipc"]
+
+
+def test_catalog_encodes_tables_with_their_columns_as_plain_json():
+    table = p.CatalogTable(schema="main", name="flights", columns=("dep_delay",), kind="table")
+    out = p.encode_server(p.Catalog(branch="main", tables=(table,)))
+    assert out.content == {
+        "kind": "catalog",
+        "branch": "main",
+        "tables": [
+            {
+                "database": "",
+                "schema": "main",
+                "name": "flights",
+                "columns": ["dep_delay"],
+                "kind": "table",
+            }
+        ],
+    }
+    assert out.buffers == []

@@ -102,3 +102,21 @@ def test_a_cursor_sees_a_result_table_in_an_attached_database(con):
     cur.execute("create temp table t as select 1 as x")
     with pytest.raises(QueryError):
         results.page(con.cursor(), '"t"', 0, 1)
+
+
+def test_sorted_copies_serve_deep_pages_in_order_and_follow_new_runs():
+    con = duckdb.connect()
+    con.execute("CREATE TABLE r AS SELECT range AS i, (range * 7919) % 1000 AS k FROM range(5000)")
+    copies = results.SortedCopies()
+    run = object()
+    name = copies.relation(con, ("main", "c"), run, "r", [("k", True)], '"_sorted_c"')
+    assert name == '"_sorted_c"'
+    expected = con.execute("SELECT * FROM r ORDER BY k DESC NULLS LAST, i").to_arrow_table()
+    deep = results.page(con, name, 4000, 500)
+    assert deep.to_pylist() == expected.slice(4000, 500).to_pylist()
+    assert copies.relation(con, ("main", "c"), run, "r", [("k", True)], '"_sorted_c"') == name
+    assert copies.relation(con, ("main", "c"), run, "r", [], '"_sorted_c"') == "r"
+    # a new run of the cell (new result rows) makes a new copy
+    con.execute("CREATE OR REPLACE TABLE r AS SELECT range AS i, -range AS k FROM range(10)")
+    name = copies.relation(con, ("main", "c"), object(), "r", [("k", True)], '"_sorted_c"')
+    assert [row["i"] for row in results.page(con, name, 0, 10).to_pylist()] == list(range(10))

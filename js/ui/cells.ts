@@ -17,12 +17,14 @@ import {
   type CellKind,
 } from "../notebook";
 import type { Presence } from "../presence";
-import { LOG_PREFIX, type ChartData, type ErrorMessage, type RequestId, type Result } from "../protocol";
+import { LOG_PREFIX, type ChartData, type ErrorMessage, type InputOptions, type RequestId, type Result } from "../protocol";
 import { ChartView, pickColumns, type ChartSource } from "./chart";
 import { h } from "./dom";
+import { InputView } from "./input";
 import { RunStatus, type RunState } from "./run_status";
 import { MarkdownMode } from "./markdown";
 import { createCellEditor, type UndoScopes } from "./editor";
+import type { SqlCompletions } from "./complete";
 import { renderCellError, renderResult, type ResultSource, type ResultView } from "./result";
 
 /** What a cell last showed: results persist per cell id while the view lives. */
@@ -50,9 +52,13 @@ export interface CellsContext {
   chartData?(cellId: string): RequestId;
   /** Where result grids get pages beyond the preview, and exports (the kernel). */
   results?: ResultSource;
+  /** Names SQL editors complete from (the kernel's catalog, the cells' result names). */
+  completions?: SqlCompletions;
+  /** The latest options of each select input cell, by cell id (see {@link CellList.showInputOptions}). */
+  inputOptions?: Map<string, InputOptions>;
 }
 
-const KIND_LABELS: Record<CellKind, string> = { sql: "SQL", markdown: "MD", chart: "CHART" };
+const KIND_LABELS: Record<CellKind, string> = { sql: "SQL", markdown: "MD", chart: "CHART", input: "INPUT" };
 const stamps = new WeakMap<object, number>();
 let nextStamp = 1;
 
@@ -100,6 +106,8 @@ class CellView {
   private readonly markdown: MarkdownMode | null = null;
   /** Chart cells: builder and chart. */
   readonly chart: ChartView | null = null;
+  /** Input cells: the control bound to `$name`. */
+  readonly input: InputView | null = null;
   private name = "";
   private shownOutcome: CellOutcome | undefined;
   private resultView: ResultView | null = null;
@@ -112,15 +120,18 @@ class CellView {
     this.kind = handle.kind;
     this.text = handle.text;
     const { signal } = ctx;
+    const named = handle.kind === "sql" || handle.kind === "input";
 
     this.nameEl = h("span", {
       class: "snb-cell-name",
       testid: "snb-cell-name",
-      contenteditable: handle.kind === "sql" ? "plaintext-only" : false,
+      contenteditable: named ? "plaintext-only" : false,
       spellcheck: "false",
-      role: handle.kind === "sql" ? "textbox" : undefined,
-      "aria-label": "Result name",
-      title: handle.kind === "sql" ? "Result name: later cells can query it as a table. Click to rename." : undefined,
+      role: named ? "textbox" : undefined,
+      "aria-label": handle.kind === "input" ? "Parameter name" : "Result name",
+      title: handle.kind === "sql"
+        ? "Result name: later cells can query it as a table. Click to rename."
+        : handle.kind === "input" ? "Parameter name: SQL cells read the value as $name. Click to rename." : undefined,
     });
     this.nameEl.addEventListener("keydown", (e) => this.onNameKey(e), { signal });
     this.nameEl.addEventListener("blur", () => this.commitName(), { signal });
@@ -163,6 +174,7 @@ class CellView {
       undo: ctx.undo.open(handle.id, handle.text),
       presence: ctx.presence,
       onRun: () => handle.kind === "sql" && ctx.run(this.id),
+      completions: ctx.completions,
       label: handle.kind === "sql" ? "SQL" : "Markdown",
     });
     if (handle.kind === "markdown") {
@@ -181,6 +193,12 @@ class CellView {
         notify: (message) => ctx.notify(message),
       });
       editorHost.after(this.chart.el);
+    } else if (handle.kind === "input") {
+      editorHost.hidden = true; // an input cell's text is a note, not shown (yet)
+      this.input = new InputView({ doc: ctx.doc, cellId: handle.id, signal, name: () => this.name, notify: (m) => ctx.notify(m) });
+      const options = ctx.inputOptions?.get(handle.id);
+      if (options) this.input.setOptions(options);
+      editorHost.after(this.input.el);
     }
     this.update(handle, false, false);
   }
@@ -196,6 +214,7 @@ class CellView {
     this.downButton.disabled = last;
     this.markdown?.update();
     this.chart?.update();
+    this.input?.update();
   }
 
   /** Show the cell's run state, result and error (re-renders only when the outcome changed). */
@@ -256,6 +275,7 @@ class CellView {
     this.runStatus.destroy();
     this.resultView?.destroy();
     this.chart?.destroy();
+    this.input?.destroy();
     this.editor.destroy();
     this.ctx.undo.close(this.id);
     this.el.remove();
@@ -338,6 +358,8 @@ export class CellList {
         const source = chartSources(this.ctx).reverse().find((s) => s.columns !== undefined);
         const chart = source ? { source: source.name, ...pickColumns(source.columns ?? []) } : {};
         addCell(this.ctx.doc, { kind, chart });
+      } else if (kind === "input") {
+        addCell(this.ctx.doc, { kind });
       } else {
         this.focusNext = addCell(this.ctx.doc, { kind });
       }
@@ -402,6 +424,12 @@ export class CellList {
     this.views.get(cellId)?.setOutcome(this.ctx.outcomes.get(cellId));
     this.views.get(cellId)?.setStale(this.ctx.stale?.has(cellId) === true);
     for (const view of this.views.values()) view.chart?.update();
+  }
+
+  /** An `input_options` message: kept, and shown by its input cell. */
+  showInputOptions(message: InputOptions): void {
+    this.ctx.inputOptions?.set(message.cell, message);
+    this.views.get(message.cell)?.input?.setOptions(message);
   }
 
   /** A `chart_data` reply: to its chart cell. */

@@ -27,13 +27,13 @@ import { EditorSelection } from "@codemirror/state";
 import { EditorView, drawSelection, highlightSpecialChars, keymap, placeholder } from "@codemirror/view";
 import { defaultKeymap } from "@codemirror/commands";
 import { bracketMatching, defaultHighlightStyle, indentOnInput, syntaxHighlighting } from "@codemirror/language";
-import { PostgreSQL, sql } from "@codemirror/lang-sql";
 import { markdown } from "@codemirror/lang-markdown";
 import { LoroSyncPlugin, LoroUndoPlugin } from "loro-codemirror";
 import { UndoManager, type Cursor, type LoroDoc, type LoroEventBatch, type LoroText } from "loro-crdt";
 import type { Presence } from "../presence";
 import { LOG_PREFIX, type CellId } from "../protocol";
 import { presenceExtension } from "./cursors";
+import { sqlSupport, type SqlCompletions } from "./complete";
 import { STRUCTURE_ORIGIN, type CellKind } from "../notebook";
 
 /** Merge consecutive local edits into one undo step when closer than this (ms). */
@@ -327,6 +327,8 @@ export interface CellEditorOptions {
   /** Shift-Enter / Ctrl-Enter (Cmd-Enter). */
   onRun: () => void;
   label: string;
+  /** Names SQL cells complete from (catalog, other cells); without it, keywords only. */
+  completions?: SqlCompletions | undefined;
 }
 
 const editorTheme = EditorView.theme({
@@ -371,7 +373,7 @@ export function createCellEditor(options: CellEditorOptions): EditorView {
     LoroUndoPlugin(scoped, undo.manager, getText),
   ];
   if (options.presence) extensions.push(presenceExtension(options.presence, doc, cellId as CellId, text));
-  if (options.kind === "sql") extensions.push(sql({ dialect: PostgreSQL, upperCaseKeywords: false }));
+  if (options.kind === "sql") extensions.push(sqlSupport(cellId, options.completions));
   if (options.kind === "markdown") extensions.push(markdown());
   const view = new EditorView({
     parent: options.parent,

@@ -11,6 +11,12 @@ their exact text; schema- and catalog-qualified names keep their qualifiers. Tab
 ``json_serialize_sql`` serialises ``SELECT`` statements only; other statements in a cell
 (``CREATE TABLE ... AS``, ``INSERT``, ``PRAGMA``) contribute no dependencies.
 
+:func:`parameter_names` finds the named prepared-statement parameters (``$name``) a statement
+uses: from the same syntax tree (``VALUE_PARAMETER`` nodes) for ``SELECT`` statements, and from
+DuckDB's tokenizer (a ``$`` operator token immediately followed by a word token; strings
+and comments are tokens of their own, so ``'$x'`` and ``-- $x`` are not parameters) for
+statements the serialiser refuses. The runner binds them from input cells.
+
 :func:`build_graph` matches references to cells by result name (case-insensitive, as DuckDB
 resolves unquoted identifiers; qualified names match only in schema ``main`` of the default
 catalog), and :class:`Graph` gives upstream/downstream sets, a topological order (ties broken
@@ -20,6 +26,7 @@ on a private in-memory DuckDB, from any thread.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -116,6 +123,78 @@ def _walk(node: Any, ctes: frozenset[str], out: set[TableRef]) -> None:
             _walk(value, ctes, out)
     if isinstance(cte_map, dict):
         _walk(cte_map.get("map", []), ctes, out)
+
+
+_param_cache: dict[str, tuple[str, ...]] = {}
+
+
+def parameter_names(sql: str) -> tuple[str, ...]:
+    """Named parameters (``$name``, without the ``$``) that ``sql`` uses, sorted, without
+    duplicates. Positional ones (``?``, ``$1``) are not included (DuckDB reports them unbound).
+
+    Never raises: text DuckDB cannot parse has none. Results are cached by text.
+    """
+    found = _param_cache.get(sql)
+    if found is not None:
+        return found
+    names: set[str] = set()
+    global _parser
+    with _parser_lock:
+        if _parser is None:
+            _parser = duckdb.connect()
+        cur = _parser.cursor()
+    try:
+        try:
+            statements = [s.query for s in cur.extract_statements(sql)]
+        except duckdb.Error:
+            statements = []
+        for stmt in statements:
+            row = cur.execute("SELECT json_serialize_sql(?)", [stmt]).fetchone()
+            tree = json.loads(row[0]) if row else {}
+            if tree.get("error"):
+                names |= _token_parameters(stmt)
+            else:
+                _walk_parameters(tree.get("statements", []), names)
+    finally:
+        cur.close()
+    result = tuple(sorted(n for n in names if n and not n.isdigit()))
+    if len(_param_cache) >= _CACHE_MAX:
+        _param_cache.clear()
+    _param_cache[sql] = result
+    return result
+
+
+def _walk_parameters(node: Any, out: set[str]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _walk_parameters(item, out)
+    elif isinstance(node, dict):
+        if node.get("type") == "VALUE_PARAMETER" and isinstance(node.get("identifier"), str):
+            out.add(node["identifier"])
+        for value in node.values():
+            if isinstance(value, (dict, list)):
+                _walk_parameters(value, out)
+
+
+def _token_parameters(statement: str) -> set[str]:
+    """``$name`` parameters of a statement the serialiser refuses, from DuckDB's tokenizer."""
+    try:
+        tokens = duckdb.tokenize(statement)
+    except duckdb.Error:
+        return set()
+    out: set[str] = set()
+    for (at, kind), nxt in itertools.pairwise(tokens):
+        if (
+            kind == duckdb.token_type.operator
+            and statement[at : at + 1] == "$"
+            and nxt[1] in (duckdb.token_type.identifier, duckdb.token_type.keyword)
+            and nxt[0] == at + 1
+        ):
+            end = at + 1
+            while end < len(statement) and (statement[end].isalnum() or statement[end] == "_"):
+                end += 1
+            out.add(statement[at + 1 : end])
+    return out
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,10 @@ Schema version 1 (:data:`SCHEMA_VERSION`)::
     meta   LoroMap          {"schema": 1, "title": str}
     cells  LoroMovableList  of LoroMap, one per cell, in display order:
              id      str         stable id, [A-Za-z0-9_-]{1,64}; never changes
-             kind    str         "sql" | "markdown" | "chart"
+             kind    str         "sql" | "markdown" | "chart" | "input"
              name    str         result name of a SQL cell (a SQL identifier, see
-                                 :func:`validate_cell_name`); "" for markdown and chart
+                                 :func:`validate_cell_name`); the parameter name of an input
+                                 cell (SQL cells read it as ``$name``); "" for markdown and chart
              source  LoroText    the cell's text, edited character by character (a chart
                                  cell's may hold a note; it is not drawn)
              chart   LoroMap     chart cells only (see :class:`ChartSpec`), one entry per
@@ -17,6 +18,12 @@ Schema version 1 (:data:`SCHEMA_VERSION`)::
                        x, y       str  column names ("" = none)
                        color      str  column name ("" = no colour)
                        aggregate  str  "none" | "sum" | "mean" | "count" | "min" | "max"
+             input   LoroMap     input cells only (see :class:`InputSpec`), one entry per field:
+                       type         str  "text" | "number" | "select"
+                       value        str (text, select) | float (number) | None (unset); last
+                                    writer wins, as for a form field
+                       options_sql  str  select only: a query whose first column gives the
+                                    options ("" = none)
 
 Cells are reordered with the movable list's ``mov`` (never delete + insert, which would fork
 the cell's identity under concurrency). Results, run state and presence are not in the
@@ -28,6 +35,7 @@ action is one Loro change. Nothing here knows about DuckDB or widgets.
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 from collections.abc import Iterable
@@ -42,14 +50,22 @@ SCHEMA_VERSION = 1
 CHANGE_MERGE_INTERVAL_S = 10
 """Consecutive commits of a peer within this many seconds merge into one Loro change."""
 CellId = NewType("CellId", str)
-CellKind = Literal["sql", "markdown", "chart"]
-CELL_KINDS: tuple[CellKind, ...] = ("sql", "markdown", "chart")
+CellKind = Literal["sql", "markdown", "chart", "input"]
+CELL_KINDS: tuple[CellKind, ...] = ("sql", "markdown", "chart", "input")
 CHART_MARKS = ("bar", "line", "point", "area")
 """Vega-Lite marks a chart cell can draw."""
 CHART_AGGREGATES = ("none", "sum", "mean", "count", "min", "max")
 """Aggregates of a chart's y (``"none"`` plots rows as they are; ``"count"`` ignores y)."""
 CHART_FIELDS = ("source", "mark", "x", "y", "color", "aggregate")
 """The entries of a chart cell's ``chart`` map, all strings."""
+
+INPUT_TYPES = ("text", "number", "select")
+"""What an input cell shows: a text box, a number box, or a dropdown."""
+MAX_INPUT_TEXT = 10_000
+"""Longest text value (and options query) an input cell holds, characters."""
+
+InputValue = str | float | None
+"""An input cell's value: a string (text, select), a number (number), ``None`` (unset)."""
 
 _CELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -75,6 +91,19 @@ class ChartSpec:
     y: str = ""
     color: str = ""
     aggregate: str = "none"
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """An input cell's spec as plain values (see the schema above).
+
+    ``value`` is ``None`` when unset; a number input's value is a float (an int stored by
+    another replica reads as a float too).
+    """
+
+    type: str = "text"
+    value: InputValue = ""
+    options_sql: str = ""
 
 
 def new_doc() -> LoroDoc:
@@ -206,14 +235,17 @@ def add_cell(
 ) -> CellId:
     """Insert a cell at ``index`` (0-based; ``None`` appends) and return its id.
 
-    ``name`` defaults to a fresh ``qN`` for SQL cells and ``""`` for markdown and chart cells
-    (a chart cell also gets its ``chart`` map, with :class:`ChartSpec` defaults).
+    ``name`` defaults to a fresh ``qN`` for SQL cells, a fresh ``pN`` for input cells (their
+    parameter name) and ``""`` for markdown and chart cells (a chart cell also gets its
+    ``chart`` map, with :class:`ChartSpec` defaults; an input cell its ``input`` map, a text
+    input with an empty value).
     Raises :class:`ValidationError` for a bad kind, name, id or index.
     """
     kind = validate_kind(kind)
     if name is None:
-        name = unique_name(doc) if kind == "sql" else ""
-    elif name or kind == "sql":
+        prefix = {"sql": "q", "input": "p"}.get(kind)
+        name = unique_name(doc, prefix) if prefix else ""
+    elif name or kind in ("sql", "input"):
         validate_cell_name(name)
     cid = CellId(cell_id) if cell_id is not None else new_cell_id()
     if not _CELL_ID.match(cid):
@@ -237,6 +269,10 @@ def add_cell(
         chart = cast(LoroMap, item.insert_container("chart", LoroMap()))  # type: ignore[no-untyped-call]
         for key, value in vars(ChartSpec()).items():
             chart.insert(key, value)
+    if kind == "input":
+        spec = cast(LoroMap, item.insert_container("input", LoroMap()))  # type: ignore[no-untyped-call]
+        for key, value in vars(InputSpec()).items():
+            spec.insert(key, value)
     return cid
 
 
@@ -279,7 +315,7 @@ def update_cell(
     """
     _, cell = find_cell(doc, cell_id)
     if name is not None:
-        if name or _value(cell.get("kind")) == "sql":
+        if name or _value(cell.get("kind")) in ("sql", "input"):
             validate_cell_name(name)
         cell.insert("name", name)
     if source is not None:
@@ -343,6 +379,160 @@ def _require_chart(cell: LoroMap, cell_id: str) -> None:
     kind = _value(cell.get("kind"))
     if kind != "chart":
         raise ValidationError(f"cell {cell_id!r} is a {kind} cell, not a chart cell")
+
+
+def read_input(doc: LoroDoc, cell_id: str) -> InputSpec:
+    """The spec of input cell ``cell_id`` (defaults for missing or ill-typed entries).
+
+    Raises :class:`CellNotFoundError`, or :class:`ValidationError` if it is not an input cell.
+    """
+    _, cell = find_cell(doc, cell_id)
+    kind = _value(cell.get("kind"))
+    if kind != "input":
+        raise ValidationError(f"cell {cell_id!r} is a {kind} cell, not an input cell")
+    return _input_spec(cell)
+
+
+def _input_spec(cell: LoroMap) -> InputSpec:
+    container = getattr(cell.get("input"), "container", None)
+    value = container.get_deep_value() if isinstance(container, LoroMap) else None
+    got = value if isinstance(value, dict) else {}
+    type_ = got.get("type")
+    type_ = type_ if type_ in INPUT_TYPES else "text"
+    options_sql = got.get("options_sql")
+    return InputSpec(
+        type=type_,
+        value=_input_value(got.get("value"), type_),
+        options_sql=options_sql if isinstance(options_sql, str) else "",
+    )
+
+
+def _input_value(value: object, type_: str) -> InputValue:
+    """A stored value read as the input's type (numbers as float, text as str, else None)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if type_ == "number":
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value) if value.strip() else None
+            except ValueError:
+                return None
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and not value.is_integer():
+        return repr(value)
+    if isinstance(value, (int, float)):
+        return str(int(value))
+    return None
+
+
+def read_input_cells(doc: LoroDoc) -> list[tuple[str, str, InputSpec]]:
+    """``(cell id, parameter name, spec)`` of every input cell, in notebook order."""
+    out: list[tuple[str, str, InputSpec]] = []
+    cells = cells_list(doc)
+    for i in range(len(cells)):
+        container = getattr(cells.get(i), "container", None)
+        if not isinstance(container, LoroMap) or _value(container.get("kind")) != "input":
+            continue
+        cid, name = _value(container.get("id")), _value(container.get("name"))
+        if isinstance(cid, str):
+            out.append((cid, name if isinstance(name, str) else "", _input_spec(container)))
+    return out
+
+
+def read_inputs(doc: LoroDoc) -> dict[str, InputSpec]:
+    """Every input cell's spec by parameter name (the first cell wins when two share a name)."""
+    out: dict[str, InputSpec] = {}
+    for _, name, spec in read_input_cells(doc):
+        if name and name not in out:
+            out[name] = spec
+    return out
+
+
+UNSET: Any = object()
+"""Default of :func:`set_input`'s ``value``: leave the value as it is."""
+
+
+def set_input(
+    doc: LoroDoc,
+    cell_id: str,
+    *,
+    type: str | None = None,
+    value: InputValue = UNSET,
+    options_sql: str | None = None,
+) -> None:
+    """Set fields of an input cell's spec (``None`` / unset leaves ``type`` and
+    ``options_sql`` as they are; ``value=None`` clears the value).
+
+    ``type`` must be one of :data:`INPUT_TYPES`; a number input's value must be a finite
+    number (a numeric string is converted), a text or select input's a string (numbers are
+    converted); strings hold at most :data:`MAX_INPUT_TEXT` characters. Changing ``type``
+    alone converts the current value (``"12"`` -> ``12.0``; text that is not a number ->
+    ``None``). Only changed entries are written. Raises :class:`CellNotFoundError`,
+    :class:`ValidationError`.
+    """
+    _, cell = find_cell(doc, cell_id)
+    current = read_input(doc, cell_id)
+    if type is not None and type not in INPUT_TYPES:
+        raise ValidationError(f"input type {type!r} is not one of {INPUT_TYPES}")
+    new_type = type or current.type
+    if options_sql is not None and (
+        not isinstance(options_sql, str) or len(options_sql) > MAX_INPUT_TEXT
+    ):
+        raise ValidationError(
+            f"options_sql must be a string of at most {MAX_INPUT_TEXT} characters"
+        )
+    fields: dict[str, Any] = {}
+    if type is not None:
+        fields["type"] = type
+    if options_sql is not None:
+        fields["options_sql"] = options_sql
+    if value is not UNSET:
+        fields["value"] = _checked_value(value, new_type)
+    elif type is not None and type != current.type:
+        fields["value"] = _input_value(current.value, new_type)
+    container = getattr(cell.get("input"), "container", None)
+    if not isinstance(container, LoroMap):
+        container = cast(LoroMap, cell.insert_container("input", LoroMap()))  # type: ignore[no-untyped-call]
+    for key, entry in fields.items():
+        got = container.get(key)
+        old = _value(got)
+        if got is None or old != entry or _type_name(old) != _type_name(entry):
+            container.insert(key, entry)
+
+
+def _type_name(value: object) -> str:
+    """The type's name (so ``1`` and ``1.0`` count as different stored values)."""
+    return type(value).__name__
+
+
+def _checked_value(value: object, type_: str) -> InputValue:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValidationError("an input value must be a string or a number, not a bool")
+    if type_ == "number":
+        if isinstance(value, str):
+            text = value
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValidationError(
+                    f"{text[:40]!r} is not a number: a number input takes a number"
+                ) from None
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValidationError(f"a number input's value must be a finite number, not {value!r}")
+        return float(value)
+    if isinstance(value, (int, float)):
+        value = _input_value(value, "text")
+    if not isinstance(value, str) or len(value) > MAX_INPUT_TEXT:
+        raise ValidationError(
+            f"a {type_} input's value must be a string of at most {MAX_INPUT_TEXT} characters"
+        )
+    return value
 
 
 def move_cell(doc: LoroDoc, cell_id: str, index: int) -> None:

@@ -113,6 +113,16 @@ Kernel -> views ("server" messages)
 ``export``  {to, id, cell, format, filename}  buffers: [the file's bytes].
             Page and export failures (result gone, bad column, file too large) are answered by
             ``error`` {to, id, cell}.
+``catalog`` {branch, tables}           the connection's tables and views for SQL autocompletion:
+            ``[{database, schema, name, columns, kind}]`` (``database`` "" for the current
+            database, ``columns`` the column names in order, ``kind`` ``"table"`` or ``"view"``;
+            see :mod:`sqlrooms_nb.catalog`). Sent after each ``welcome`` and after each run job;
+            ``branch`` is the branch of the run (the catalog is the connection's, the same for
+            every branch).
+``input_options`` {cell, branch, options, error}  the options of a select input cell: the
+            first column of its ``options_sql`` as strings (at most ``MAX_INPUT_OPTIONS``);
+            ``error`` is the query's error message or ``None``. Sent after each ``welcome`` and
+            whenever the options query changes or a cell it reads re-runs.
 
 Bad version ids are answered by ``error`` addressed to the view with the request's ``id``.
 
@@ -141,7 +151,7 @@ RequestId = NewType("RequestId", str)
 
 CLIENT_KINDS = ("hello", "update", "run", "ping", "awareness", "history", "preview", "restore", "branch", "merge", "chart_data", "page", "export", "cancel", "run_all")  # noqa: E501  # fmt: skip
 # Each tuple stays on one line (js/protocol.ts and the tests parse these lines).
-SERVER_KINDS = ("welcome", "update", "saved", "run_started", "result", "error", "pong", "awareness", "history", "preview", "restored", "branches", "branch_created", "merge_preview", "merged", "chart_data", "page", "export", "run_progress", "cancelled", "stale", "queued")  # noqa: E501  # fmt: skip
+SERVER_KINDS = ("welcome", "update", "saved", "run_started", "result", "error", "pong", "awareness", "history", "preview", "restored", "branches", "branch_created", "merge_preview", "merged", "chart_data", "page", "export", "run_progress", "cancelled", "stale", "queued", "catalog", "input_options")  # noqa: E501  # fmt: skip
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _CELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -466,6 +476,23 @@ class Stale:
     kind: Literal["stale"] = "stale"
 
 
+MAX_INPUT_OPTIONS = 1000
+"""Most options a select input offers (the first rows of its options query)."""
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    """The options of select input ``cell`` on ``branch``: the first column of its options
+    query, as strings (at most :data:`MAX_INPUT_OPTIONS`); ``error`` says why the query failed
+    (then ``options`` is empty)."""
+
+    cell: str
+    branch: str
+    options: tuple[str, ...]
+    error: str | None = None
+    kind: Literal["input_options"] = "input_options"
+
+
 @dataclass(frozen=True)
 class Queued:
     """A run of ``cell`` waits behind another run."""
@@ -691,11 +718,34 @@ class Export:
     kind: Literal["export"] = "export"
 
 
+@dataclass(frozen=True)
+class CatalogTable:
+    """One table or view: ``database`` ("" = the current one), ``schema``, ``name``, its
+    column names in order, ``kind`` ``"table"`` or ``"view"``."""
+
+    schema: str
+    name: str
+    columns: tuple[str, ...]
+    kind: Literal["table", "view"]
+    database: str = ""
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The connection's tables and views, for autocompletion (see :mod:`.catalog`)."""
+
+    branch: str
+    tables: tuple[CatalogTable, ...]
+    kind: Literal["catalog"] = "catalog"
+
+
 ServerMessage = (
-    RunProgress
+    Catalog
+    | RunProgress
     | Cancelled
     | Stale
     | Queued
+    | InputOptions
     | Welcome
     | Page
     | Export
@@ -971,6 +1021,33 @@ def encode_server(message: ServerMessage) -> Outgoing:
         )
     if isinstance(message, Stale):
         return Outgoing({"kind": "stale", "branch": message.branch, "cells": list(message.cells)})
+    if isinstance(message, Catalog):
+        return Outgoing(
+            {
+                "kind": "catalog",
+                "branch": message.branch,
+                "tables": [
+                    {
+                        "database": t.database,
+                        "schema": t.schema,
+                        "name": t.name,
+                        "columns": list(t.columns),
+                        "kind": t.kind,
+                    }
+                    for t in message.tables
+                ],
+            }
+        )
+    if isinstance(message, InputOptions):
+        return Outgoing(
+            {
+                "kind": "input_options",
+                "cell": message.cell,
+                "branch": message.branch,
+                "options": list(message.options),
+                "error": message.error,
+            }
+        )
     if isinstance(message, Queued):
         return Outgoing(
             {"kind": "queued", "id": message.id, "cell": message.cell, "branch": message.branch}

@@ -14,6 +14,15 @@ is then bound to the result by this rule:
   :data:`TABLE_AFTER_MS` and other cells read this one: an expensive result that is reused is
   then computed once, not again by every downstream cell. The runner
   (:mod:`sqlrooms_nb.runner`) decides; re-running the cell re-applies the rule.
+- always a **TABLE** when the query uses parameters (``$name``, bound from input cells): a
+  DuckDB view cannot hold a prepared-statement parameter ("This type of statement can't be
+  prepared"), and splicing the value into the view's text is exactly what parameters avoid. The
+  table holds the result for the values bound at the run; the runner re-runs the cell when an
+  input it reads changes, so readers of the name never see a mix of old and new values.
+
+Parameters are bound per statement (:func:`~sqlrooms_nb.deps.parameter_names` says which a
+statement uses; DuckDB refuses values it does not use), as DuckDB named parameters: the values
+never become SQL text.
 
 Runs happen on a cursor of the given connection (``con.cursor()``), so they share its
 database and catalog (views are visible to the user's own code) without sharing its
@@ -25,12 +34,14 @@ from __future__ import annotations
 import io
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
+from .deps import parameter_names
 from .errors import CancelledError, QueryError
 from .notebook import validate_cell_name
 
@@ -82,6 +93,7 @@ def run_cell(
     table_after_ms: float | None = None,
     on_cursor: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
     preview_rows: int | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> QueryResult:
     """Run a SQL cell's text on ``con`` and make its result the view (or table) ``name``.
 
@@ -96,6 +108,10 @@ def run_cell(
             ``interrupt()`` and poll ``query_progress()`` from another thread).
         preview_rows: read at most this many rows into ``QueryResult.table`` (``None``: all);
             ``QueryResult.rows`` is the total either way.
+        params: values of named parameters (``$name`` -> value), bound as DuckDB prepared
+            statement parameters, never spliced into the SQL. A query that uses one is
+            materialised as a TABLE (see the module docstring). A parameter without a value
+            raises :class:`~sqlrooms_nb.errors.QueryError`.
 
     Raises :class:`~sqlrooms_nb.errors.ValidationError` for a bad ``name``,
     :class:`~sqlrooms_nb.errors.CancelledError` when the cursor was interrupted, and
@@ -117,16 +133,17 @@ def run_cell(
             raise _query_error(exc, sql, sql) from None
         if not statements:
             raise QueryError("the cell has no SQL statement to run")
-        for stmt in statements[:-1]:
-            _execute(cur, stmt.query, sql)
-        last = statements[-1].query
+        bound = [_bind(stmt.query, params or {}) for stmt in statements]
+        for stmt, values in zip(statements[:-1], bound[:-1], strict=True):
+            _execute(cur, stmt.query, sql, values)
+        last, last_params = statements[-1].query, bound[-1]
         is_query = statements[-1].type == duckdb.StatementType.SELECT
         if relation is not None:
             fetched: pa.Table | None = None
             if is_query:
                 prefix = f"CREATE OR REPLACE TABLE {relation} AS "
                 try:
-                    cur.execute(prefix + last)
+                    cur.execute(prefix + last, last_params)
                 except duckdb.InterruptException:
                     raise
                 except duckdb.Error:
@@ -135,7 +152,7 @@ def run_cell(
                     # the right position, or its rows).
                     is_query = False
             if not is_query:
-                _execute(cur, last, sql)
+                _execute(cur, last, sql, last_params)
                 fetched = cur.to_arrow_table() if cur.description is not None else None
                 if fetched is not None:
                     cur.register("_snb_fetched", fetched)
@@ -145,7 +162,8 @@ def run_cell(
                     cur.execute(f"DROP TABLE IF EXISTS {relation}")
             else:
                 elapsed_ms = (time.perf_counter() - started) * 1000.0
-                if table_after_ms is not None and elapsed_ms >= table_after_ms:
+                slow = table_after_ms is not None and elapsed_ms >= table_after_ms
+                if slow or last_params:
                     _drop(cur, "VIEW", target)
                     cur.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {relation}")
                     materialized = "table"
@@ -167,9 +185,11 @@ def run_cell(
                 table = cur.to_arrow_table()
         else:
             if is_query:
+                kind = "TABLE" if last_params else "VIEW"
                 try:
-                    cur.execute(f"CREATE OR REPLACE VIEW {target} AS {last}")
-                    materialized = "view"
+                    _drop(cur, "VIEW" if last_params else "TABLE", target)
+                    cur.execute(f"CREATE OR REPLACE {kind} {target} AS {last}", last_params)
+                    materialized = kind.lower()
                 except duckdb.InterruptException:
                     raise
                 except duckdb.Error:
@@ -177,7 +197,7 @@ def run_cell(
             if materialized:
                 _execute(cur, f"SELECT * FROM {target}", sql)
             else:
-                _execute(cur, last, sql)
+                _execute(cur, last, sql, last_params)
             if cur.description is None:
                 table, columns = pa.table({}), ()
             else:
@@ -206,10 +226,28 @@ def _drop(cur: duckdb.DuckDBPyConnection, kind: str, target: str) -> None:
         pass
 
 
-def _execute(cur: duckdb.DuckDBPyConnection, statement: str, cell_sql: str) -> None:
+def _bind(statement: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The values of the parameters ``statement`` uses (``None`` when it uses none).
+
+    Raises :class:`QueryError` naming a parameter that has no value."""
+    names = parameter_names(statement)
+    if not names:
+        return None
+    missing = [n for n in names if n not in params]
+    if missing:
+        raise QueryError("no value for parameter " + ", ".join(f"${n}" for n in missing))
+    return {n: params[n] for n in names}
+
+
+def _execute(
+    cur: duckdb.DuckDBPyConnection,
+    statement: str,
+    cell_sql: str,
+    params: dict[str, Any] | None = None,
+) -> None:
     """Run one statement with ``execute`` (whose errors carry ``LINE n`` positions)."""
     try:
-        cur.execute(statement)
+        cur.execute(statement, params)
     except duckdb.Error as exc:
         raise _query_error(exc, statement, cell_sql) from None
 

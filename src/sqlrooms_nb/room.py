@@ -35,13 +35,15 @@ import duckdb
 import pyarrow as pa
 from loro import ExportMode, LoroDoc
 
-from . import charts, query
+from . import catalog, charts, deps, query
 from . import history as hist
 from . import notebook as nb
 from . import protocol as p
 from . import results as res
 from .errors import (
     BranchNotFoundError,
+    CancelledError,
+    CellNotFoundError,
     ClosedError,
     QueryError,
     SqlRoomsError,
@@ -150,6 +152,15 @@ class SqlRoom:
         # writes), two at a time, each on its own cursor.
         self._history_reads = ThreadPoolExecutor(1, thread_name_prefix="sqlrooms_nb-history")
         self._result_reads = ThreadPoolExecutor(2, thread_name_prefix="sqlrooms_nb-results")
+        # The widget's `results` trait: result name -> summary of its latest successful run.
+        self._results_summary: dict[str, dict[str, Any]] = {}
+        self._result_runs = 0  # counts successful cell runs (the summary's `run`)
+        self._sorted = res.SortedCopies()  # deep pages of a sorted grid read a sorted copy
+        # Input cells: what each branch's inputs were after the last edit (to see a value
+        # change), and each select input's options (cached: replayed to views that join).
+        self._inputs_seen: dict[str, dict[str, tuple[str, nb.InputSpec]]] = {}
+        self._options: dict[tuple[str, str], tuple[str, p.InputOptions]] = {}
+        self._option_reads = ThreadPoolExecutor(1, thread_name_prefix="sqlrooms_nb-inputs")
         self._con = connection if connection is not None else duckdb.connect()
         self._lake = Lake.open(lake)
         # Re-running the notebook cell that opens a room must not leave two writers on it in
@@ -175,6 +186,8 @@ class SqlRoom:
             broadcast=self._broadcast,
             on_outcome=lambda branch, cell, message: self._record_outcome(branch, cell, message),
             log=self._runlog.append,
+            on_job_done=self._job_done,
+            read_inputs=self._inputs_of,
         )
         if nb.ensure_schema(replica.doc, title=self.room_id):
             self._commit(replica.doc)
@@ -319,6 +332,114 @@ class SqlRoom:
         self._runner.submit(job)
         return None if future is None else future.result()
 
+    def set_input(
+        self,
+        cell_id: str,
+        *,
+        value: nb.InputValue = nb.UNSET,
+        type: str | None = None,
+        options_sql: str | None = None,
+    ) -> None:
+        """Change an input cell of the checked-out branch (``None`` / unset leaves a field as
+        it is; ``value=None`` clears the value, which binds NULL).
+
+        SQL cells read the input's value as the parameter ``$name`` (its cell name), bound as
+        a DuckDB prepared-statement parameter, never spliced into the SQL. ``type`` is one of
+        ``text number select``; a number input's value is a finite number, a text or select
+        input's a string; ``options_sql`` is a select input's options query (its first column).
+        Changing the value re-runs the cells that read it, in the background, like a view's
+        edit does. Raises ``CellNotFoundError``, :class:`ValidationError` (not an input cell,
+        bad type or value).
+        """
+        with self._editing() as doc:
+            nb.set_input(doc, cell_id, value=value, type=type, options_sql=options_sql)
+
+    def _inputs_of(self, branch: str) -> dict[str, nb.InputSpec]:
+        """Input specs of ``branch`` by parameter name (for the runner; takes the lock briefly)."""
+        with self._lock:
+            return nb.read_inputs(self._replica(branch).doc)
+
+    def _watch_inputs(self, replica: Replica, view: p.ViewId | None) -> None:
+        """After an edit of ``replica`` (a view's update, an API edit): re-run the cells that
+        read an input whose value, type or name changed (or that was deleted), and refresh the
+        options of select inputs whose options query changed (off the comm thread)."""
+        with self._lock:
+            now = {cid: (name, spec) for cid, name, spec in nb.read_input_cells(replica.doc)}
+            before = self._inputs_seen.get(replica.branch)
+            self._inputs_seen[replica.branch] = now
+        if before is None or before == now:
+            return
+        names: set[str] = set()
+        refresh: list[str] = []
+        for cid, (name, spec) in now.items():
+            old_name, old = before.get(cid, (name, None))
+            if old is not None and (old.value, old.type, old_name) != (spec.value, spec.type, name):
+                names |= {name, old_name}
+            was = None if old is None else (old.type, old.options_sql)
+            if spec.type == "select" and was != ("select", spec.options_sql):
+                refresh.append(cid)
+        for cid in before.keys() - now.keys():
+            names.add(before[cid][0])
+            self._options.pop((replica.branch, cid), None)
+        names.discard("")
+        if names:
+            self._runner.run_inputs(replica.branch, sorted(names), self._who(view), view)
+        if refresh:
+            self._option_reads.submit(self._refresh_options, replica, refresh)
+
+    def _refresh_options(self, replica: Replica, cells: Sequence[str]) -> None:
+        """Run the options queries of select inputs ``cells`` and broadcast their options
+        (on the ``sqlrooms_nb-inputs`` thread)."""
+        try:
+            with self._lock:
+                specs = {cid: spec for cid, _, spec in nb.read_input_cells(replica.doc)}
+            out = [
+                self._options_of(replica.branch, cid, specs[cid].options_sql)
+                for cid in cells
+                if cid in specs and specs[cid].type == "select"
+            ]
+            self._broadcast(out)
+        except Exception:
+            LOG.exception("[sqlrooms_nb] could not refresh input options")
+
+    def _input_options(self, replica: Replica) -> list[p.InputOptions]:
+        """The options of every select input of ``replica`` (for a view that joins): kept
+        ones, or computed now (an options query is meant to be quick)."""
+        with self._lock:
+            inputs = nb.read_input_cells(replica.doc)
+        out: list[p.InputOptions] = []
+        for cid, _, spec in inputs:
+            if spec.type != "select":
+                continue
+            kept = self._options.get((replica.branch, cid))
+            if kept is not None and kept[0] == spec.options_sql:
+                out.append(kept[1])
+            else:
+                out.append(self._options_of(replica.branch, cid, spec.options_sql))
+        return out
+
+    def _options_of(self, branch: str, cell: str, sql: str) -> p.InputOptions:
+        """Run a select input's options query on a cursor: the first column's non-null values
+        as strings (at most ``MAX_INPUT_OPTIONS``), or the error. Kept for joining views."""
+        options: tuple[str, ...] = ()
+        error: str | None = None
+        if sql.strip():
+            cur = self._con.cursor()
+            try:
+                cur.execute(sql)
+                if cur.description is None:
+                    error = "the options query returned no rows: use a SELECT"
+                else:
+                    rows = cur.fetchmany(p.MAX_INPUT_OPTIONS)
+                    options = tuple(str(r[0]) for r in rows if r and r[0] is not None)
+            except duckdb.Error as exc:
+                error = str(exc).split("\n\nLINE ")[0]
+            finally:
+                cur.close()
+        message = p.InputOptions(cell=cell, branch=branch, options=options, error=error)
+        self._options[(branch, cell)] = (sql, message)
+        return message
+
     def _cells_of(self, branch: str) -> list[nb.Cell]:
         """The cells of ``branch`` (for the runner; holds the edit lock only while reading)."""
         with self._lock:
@@ -328,6 +449,128 @@ class SqlRoom:
         replica = self._replicas.get(branch)
         if replica is not None:
             replica.results[cell] = message
+        if replica is not None and isinstance(message, p.Result):
+            # Select inputs whose options query reads this cell's result: refresh them.
+            with self._lock:
+                inputs = nb.read_input_cells(replica.doc)
+            name = message.name.lower()
+            readers = [
+                cid
+                for cid, _, spec in inputs
+                if spec.type == "select"
+                and any(r.name.lower() == name for r in deps.table_refs(spec.options_sql))
+            ]
+            if readers:
+                self._option_reads.submit(self._refresh_options, replica, readers)
+
+    def _job_done(self, job: Job) -> None:
+        """After each run job (runner thread): record its successful runs in the widget's
+        ``results`` trait, then send the catalog (runs create views and tables)."""
+        results = [m for m in job.outcomes.values() if isinstance(m, p.Result)]
+        if results:
+            self._summarise_results(job.branch, results, job.view)
+        if job.outcomes and self._transports:
+            tables = catalog.read_catalog(self._con)
+            self._broadcast([p.Catalog(branch=job.branch, tables=tables)])
+
+    def _summarise_results(
+        self, branch: str, results: Sequence[p.Result], view: p.ViewId | None
+    ) -> None:
+        """Update the widget's ``results`` trait with a job's successful runs (one change per
+        job, so a cascade re-runs the Python cells reading it once).
+
+        The trait maps result name -> ``{"cell", "branch", "rows", "run", "view"}``: ``run``
+        counts successful runs in this room (higher = newer), ``view`` is the view that asked
+        (``None`` for Python). marimo exposes it as ``mo.ui.anywidget(room.widget).value``; the
+        view that asked tells marimo (see ``js/widget.ts``) so cells reading that value re-run.
+        """
+        with self._lock:
+            summary = dict(self._results_summary)
+            for message in results:
+                self._result_runs += 1
+                for name, entry in list(summary.items()):
+                    if (entry["cell"], entry["branch"]) == (message.cell, branch):
+                        del summary[name]  # renamed since its last run
+                summary[message.name] = {
+                    "cell": message.cell,
+                    "branch": branch,
+                    "rows": message.rows,
+                    "run": self._result_runs,
+                    "view": view,
+                }
+            self._results_summary = summary
+            widget = self._widget
+        if widget is not None:
+            widget.results = summary
+
+    def result(self, name: str) -> pa.Table:
+        """The full last result of the SQL cell named ``name`` (checked-out branch) as a
+        ``pyarrow.Table`` (``.to_pandas()``, ``polars.from_arrow(...)``).
+
+        Read from the run's result table in the kernel's DuckDB: the result as it was when the
+        cell last ran successfully in this kernel, whoever ran it (a view or Python). Raises
+        :class:`~sqlrooms_nb.errors.CellNotFoundError` (a ``KeyError``) when no SQL cell has
+        that name, :class:`ValidationError` when the cell has not run successfully in this
+        kernel yet (run it, or :meth:`run_all`).
+        """
+        self._check_open()
+        replica = self._replica()
+        cells = [c for c in nb.read_cells(replica.doc) if c.kind == "sql"]
+        cell = next((c for c in cells if c.name == name), None)
+        if cell is None:
+            known = ", ".join(repr(c.name) for c in cells) or "none"
+            raise CellNotFoundError(f"no SQL cell is named {name!r} (names: {known})")
+        outcome = replica.results.get(cell.id)
+        if not isinstance(outcome, p.Result):
+            why = "its last run failed" if isinstance(outcome, p.Error) else "it has not run yet"
+            raise ValidationError(
+                f"cell {name!r} has no result in this kernel: {why}; run it first "
+                "(room.run(cell_id) or room.run_all())"
+            )
+        cur = self._con.cursor()
+        try:
+            relation = query.result_relation(replica.branch, cell.id)
+            try:
+                return cur.execute(f"SELECT * FROM {relation}").to_arrow_table()
+            except duckdb.CatalogException:
+                # Not materialised: read the view named after the cell.
+                view = query.quote_ident(outcome.name)
+                return cur.execute(f"SELECT * FROM {view}").to_arrow_table()
+        finally:
+            cur.close()
+
+    def run_all(self, timeout: float | None = None) -> dict[str, int]:
+        """Run every SQL cell of the checked-out branch in dependency order and wait.
+
+        Returns ``{result name: row count}`` of the cells that ran, in run order (their full
+        results: :meth:`result`). Every view shows the runs as they happen. Raises
+        :class:`QueryError` naming the cells that failed (the others still ran, except those
+        reading a failed cell), :class:`~sqlrooms_nb.errors.CancelledError` if a run was
+        cancelled, ``TimeoutError`` after ``timeout`` seconds (``None``: no limit; the runs
+        then go on in the background).
+        """
+        self._check_open()
+        replica = self._replica()
+        job = Job(replica.branch, [], None, None, self.author)
+        job.run_all = True
+        job.done = threading.Event()
+        self._runner.submit(job)
+        if not job.done.wait(timeout):
+            raise TimeoutError(f"run_all did not finish within {timeout} s; the runs go on")
+        names: dict[str, str] = {str(c.id): c.name for c in nb.read_cells(replica.doc)}
+        rows: dict[str, int] = {}
+        failed: list[str] = []
+        for cell_id, outcome in job.outcomes.items():
+            if isinstance(outcome, p.Result):
+                rows[outcome.name] = outcome.rows
+            elif isinstance(outcome, p.Error):
+                failed.append(f"{names.get(cell_id, cell_id)}: {outcome.message}")
+            else:
+                name = names.get(cell_id, cell_id)
+                raise CancelledError(f"run_all was cancelled at cell {name!r}")
+        if failed:
+            raise QueryError(f"{len(failed)} cell(s) failed in run_all: " + "; ".join(failed))
+        return rows
 
     # --- history -----------------------------------------------------------------------------
 
@@ -618,7 +861,7 @@ class SqlRoom:
         return has_rows(self._lake, self.room_id, name)
 
     def _new_replica(self, branch: str, doc: LoroDoc | None = None) -> Replica:
-        return Replica(
+        replica = Replica(
             self._lake,
             self.room_id,
             branch,
@@ -628,6 +871,9 @@ class SqlRoom:
             policy=self._policy,
             doc=doc,
         )
+        inputs = nb.read_input_cells(replica.doc)
+        self._inputs_seen[branch] = {cid: (name, spec) for cid, name, spec in inputs}
+        return replica
 
     # --- storage -------------------------------------------------------------------------------
 
@@ -657,6 +903,7 @@ class SqlRoom:
             replicas = list(self._replicas.values())
         _open_rooms.discard(self)
         self._history_reads.shutdown(wait=False, cancel_futures=True)
+        self._option_reads.shutdown(wait=False, cancel_futures=True)
         self._result_reads.shutdown(wait=True, cancel_futures=True)  # they use the connection
         errors: list[BaseException] = []
         self._runner.close(timeout)
@@ -687,6 +934,7 @@ class SqlRoom:
             from .widget import SqlRoomWidget
 
             self._widget = SqlRoomWidget(
+                results=self._results_summary,
                 room_id=self.room_id,
                 branch=self._branch,
                 author=self.author,
@@ -804,10 +1052,13 @@ class SqlRoom:
                 self._branches_message(),
                 *replica.results.values(),
                 *self._runner.stale_message(replica.branch, force=True),
+                p.Catalog(branch=replica.branch, tables=catalog.read_catalog(self._con)),
+                *self._input_options(replica),
             ]
         if isinstance(message, p.ClientUpdate):
             with self._lock:
                 replies = replica.hub.handle(message)
+            self._watch_inputs(replica, message.view)
             return [*replies, *self._runner.stale_message(replica.branch)]
         if isinstance(message, p.Run):
             self._run(
@@ -958,7 +1209,15 @@ class SqlRoom:
                     filename=f"{result.name}.{message.format}",
                     data=data,
                 )
-            table = res.page(cur, relation, message.offset, message.limit, sort)
+            ordered = self._sorted.relation(
+                cur,
+                (replica.branch, message.cell),
+                result,  # this run's result: a new run makes a new sorted copy
+                relation,
+                sort,
+                query.quote_ident(f"_snb_sorted_{replica.branch}_{message.cell}"),
+            )
+            table = res.page(cur, ordered, message.offset, message.limit)
         finally:
             cur.close()
         return p.Page(
@@ -1032,6 +1291,9 @@ class _Edit:
             self._room._commit(self._doc)
         finally:
             self._room._lock.release()
+        replica = self._room._replicas.get(self._branch)
+        if replica is not None:
+            self._room._watch_inputs(replica, None)
         self._room._broadcast(self._room._runner.stale_message(self._branch))
 
 

@@ -20,8 +20,13 @@ the lock briefly), then runs them.
 - **Results.** Each cell's query runs once into :func:`~sqlrooms_nb.query.result_relation`;
   its name becomes a VIEW, or a TABLE when the run took at least
   :data:`~sqlrooms_nb.query.TABLE_AFTER_MS` and other cells read it.
+- **Parameters.** A cell's ``$name`` parameters (:func:`~sqlrooms_nb.deps.parameter_names`)
+  are bound from the input cells named ``name`` (``read_inputs``) when the cell runs; a name
+  no input cell has is a per-cell ``error``. :meth:`Runner.run_inputs` re-runs the cells that
+  read changed inputs, with their cascade (the room calls it when an input's value changes).
 - **Staleness.** A cell is stale when its text or name changed since its last successful run,
-  or a cell it reads re-ran after it, or is itself stale (:meth:`Runner.stale`).
+  or a cell it reads re-ran after it, or is itself stale, or an input it reads changed
+  (:meth:`Runner.stale`).
 - **Run log.** Every run ends with one :class:`~sqlrooms_nb.store.runs.RunRecord`, handed to
   ``log`` (the room queues it for the lake's ``runs`` table; never waited for).
 
@@ -35,10 +40,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -60,7 +66,9 @@ class Job:
     """A queued request: run ``cells`` (with their cascade) of ``branch``.
 
     ``future``, when set, receives the full result table of ``cells[0]`` (or its exception);
-    ``run_all`` runs every SQL cell of the branch.
+    ``run_all`` runs every SQL cell of the branch. ``outcomes`` collects what each cell run by
+    the job ended with (``None``: cancelled), in run order; ``done``, when set, is set once the
+    job has ended (ran, failed or was dropped).
     """
 
     branch: str
@@ -73,17 +81,20 @@ class Job:
     future: Future[pa.Table] | None = None
     cancelled: bool = False
     remaining: list[str] = field(default_factory=list)
+    outcomes: dict[str, p.Result | p.Error | None] = field(default_factory=dict)
+    done: threading.Event | None = None
 
 
 @dataclass(frozen=True)
 class _Ok:
     """A cell's last successful run: its text and name then, when (a tick), and the tick of
-    each cell it read at that moment."""
+    each cell it read at that moment; ``params``: the parameter values it was run with."""
 
     source: str
     name: str
     tick: int
     upstream: dict[str, int]
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 class Runner:
@@ -96,6 +107,9 @@ class Runner:
         broadcast: sends server messages to every view.
         on_outcome: ``(branch, cell, result or error)``: the room records the latest outcome.
         log: receives one record per finished run.
+        on_job_done: called with each job once it has ended (on the worker thread).
+        read_inputs: ``branch -> {parameter name: input spec}`` (takes the room's lock
+            briefly); ``None``: the notebook has no inputs, and ``$name`` parameters fail.
     """
 
     def __init__(
@@ -107,6 +121,8 @@ class Runner:
         broadcast: Callable[[Sequence[p.ServerMessage]], None],
         on_outcome: Callable[[str, str, p.Result | p.Error], None],
         log: Callable[[RunRecord], None],
+        on_job_done: Callable[[Job], None] | None = None,
+        read_inputs: Callable[[str], Mapping[str, nb.InputSpec]] | None = None,
     ) -> None:
         self._con = con
         self._room = room
@@ -114,6 +130,8 @@ class Runner:
         self._broadcast = broadcast
         self._on_outcome = on_outcome
         self._log = log
+        self._on_job_done = on_job_done
+        self._read_inputs = read_inputs
         self._cond = threading.Condition()
         self._jobs: list[Job] = []
         self._current: Job | None = None
@@ -145,6 +163,22 @@ class Runner:
         if waiting:
             self._broadcast(_queued(job))
 
+    def run_inputs(
+        self, branch: str, names: Sequence[str], author: str, view: p.ViewId | None = None
+    ) -> list[str]:
+        """Queue a run of the SQL cells of ``branch`` that read any of the parameters
+        ``names`` (an input's value changed), with their cascade. Returns their ids (notebook
+        order); nothing is queued when no cell reads them."""
+        wanted = set(names)
+        cells: list[str] = [
+            c.id
+            for c in self._read_cells(branch)
+            if c.kind == "sql" and wanted & set(deps.parameter_names(c.source))
+        ]
+        if cells:
+            self.submit(Job(branch, cells, None, view, author))
+        return cells
+
     def cancel(self, branch: str, cell: str, request: p.RequestId | None) -> None:
         """Cancel ``cell``'s run: interrupt it if it runs, drop it if it waits (with the rest
         of its job). Broadcasts ``cancelled`` for a dropped job; an interrupted run broadcasts
@@ -171,6 +205,8 @@ class Runner:
             self._broadcast([p.Cancelled(id=job.request, cell=cell, branch=branch, elapsed_ms=0.0)])
             if job.future is not None:
                 job.future.set_exception(CancelledError("the run was cancelled before it began"))
+            if job.done is not None:
+                job.done.set()
 
     def wait_idle(self, timeout: float | None = 30) -> bool:
         """Block until nothing runs or waits (``False`` when ``timeout`` seconds passed)."""
@@ -186,6 +222,8 @@ class Runner:
             for job in self._jobs:
                 if job.future is not None:
                     job.future.set_exception(CancelledError("the room was closed"))
+                if job.done is not None:
+                    job.done.set()
             self._jobs.clear()
             if self._cursor is not None:
                 try:
@@ -208,6 +246,9 @@ class Runner:
         graph = deps.build_graph([deps.CellSql(c.id, c.name, c.source) for c in sql])
         by_id: dict[str, nb.Cell] = {c.id: c for c in sql}
         memo: dict[str, bool] = {}
+        inputs: Mapping[str, nb.InputSpec] = {}
+        if self._read_inputs is not None and any(r.params for r in ok.values()):
+            inputs = self._read_inputs(branch)
 
         def is_stale(cid: str, seen: frozenset[str]) -> bool:
             if cid in memo:
@@ -217,6 +258,9 @@ class Runner:
             if record is None or cell is None or cid in seen:
                 return False
             result: bool = record.source != cell.source or record.name != cell.name
+            for name, value in record.params.items():
+                spec = inputs.get(name)
+                result = result or spec is None or spec.value != value
             for up in graph.upstream.get(cid, set()):
                 if result:
                     break
@@ -264,6 +308,11 @@ class Runner:
                     job.future.set_exception(exc)
             finally:
                 self._broadcast(self.stale_message(job.branch))
+                if self._on_job_done is not None:
+                    try:
+                        self._on_job_done(job)
+                    except Exception:
+                        LOG.exception("[sqlrooms_nb] a job-done callback failed")
                 with self._cond:
                     self._current = None
                     self._running = None
@@ -272,6 +321,8 @@ class Runner:
                     job.future.set_exception(
                         QueryError("the cell did not run: a cell it reads failed or was cancelled")
                     )
+                if job.done is not None:
+                    job.done.set()
 
     def _plan(self, job: Job, cells: list[nb.Cell]) -> tuple[list[str], deps.Graph]:
         sql = [c for c in cells if c.kind == "sql"]
@@ -369,6 +420,7 @@ class Runner:
                     f"another cell is also named {cell.name!r}: rename one of them so each "
                     "result has its own view name"
                 )
+            params = self._params(branch, cell)
             result = query.run_cell(
                 self._con,
                 cell.name,
@@ -377,11 +429,13 @@ class Runner:
                 table_after_ms=query.TABLE_AFTER_MS if graph.downstream.get(cell.id) else None,
                 on_cursor=on_cursor,
                 preview_rows=None if full else query.PREVIEW_ROWS,
+                params=params,
             )
         except CancelledError as exc:
             elapsed = _ms(started)
             self._finish(stop, poller)
             job.cancelled = True
+            job.outcomes[cell.id] = None
             self._broadcast(
                 [p.Cancelled(id=job.request, cell=cell.id, branch=branch, elapsed_ms=elapsed)]
             )
@@ -402,6 +456,7 @@ class Runner:
                 branch=branch,
             )
             self._ok.get(branch, {}).pop(cell.id, None)
+            job.outcomes[cell.id] = error
             self._on_outcome(branch, cell.id, error)
             self._broadcast([error])
             log("error", elapsed, None, str(exc))
@@ -416,6 +471,7 @@ class Runner:
             cell.name,
             self._tick,
             {u: ok[u].tick for u in graph.upstream.get(cell.id, set()) if u in ok},
+            dict(params),
         )
         message = p.Result(
             id=job.request,
@@ -429,12 +485,28 @@ class Runner:
             branch=branch,
             author=job.author,
         )
+        job.outcomes[cell.id] = message
         self._on_outcome(branch, cell.id, message)
         self._broadcast([message])
         log("ok", result.elapsed_ms, result.rows, None)
         if full and job.future is not None:
             job.future.set_result(result.table)
         return True
+
+    def _params(self, branch: str, cell: nb.Cell) -> dict[str, Any]:
+        """Values of the ``$name`` parameters ``cell`` uses, from the input cells (an unset
+        value binds NULL). Raises :class:`QueryError` for a name no input cell has."""
+        names = deps.parameter_names(cell.source)
+        if not names:
+            return {}
+        inputs = self._read_inputs(branch) if self._read_inputs is not None else {}
+        for name in names:
+            if name not in inputs:
+                raise QueryError(
+                    f"no input cell named {name}: this cell reads the parameter ${name}; add an "
+                    f"input cell named {name} (+ Input), or rename the parameter"
+                )
+        return {name: inputs[name].value for name in names}
 
     def _finish(self, stop: threading.Event, poller: threading.Thread) -> None:
         stop.set()

@@ -39,6 +39,12 @@ class SqlRoomWidget(anywidget.AnyWidget):
     room_id = traitlets.Unicode("").tag(sync=True)
     branch = traitlets.Unicode("main").tag(sync=True)
     author = traitlets.Unicode("").tag(sync=True)
+    # Kernel-written: result name -> {"cell", "branch", "rows", "run", "view"} of its latest
+    # successful run (see SqlRoom._summarise_results). In marimo, `mo.ui.anywidget(w).value`.
+    results = traitlets.Dict().tag(sync=True)
+    # View-written, never read by the kernel: the newest `run` the asking view has seen. Setting
+    # it from the browser is how a marimo UI element value changes (cells reading it re-run).
+    results_seen = traitlets.Int(0).tag(sync=True)
 
     def __init__(self, *, on_message: MessageHandler, **traits: Any) -> None:
         for bundle in (STATIC / "widget.js", STATIC / "widget.css"):

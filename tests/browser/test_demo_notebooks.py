@@ -1,5 +1,6 @@
-"""The demo notebooks without a browser: they load the flights, open the room with the three
-starter cells on first open only, and the starter queries give the real answers.
+"""The demo notebooks without a browser: they load the flights, open the room with the starter
+cells (an intro, three SQL cells, an input and a chart) on first open only, and the starter
+queries give the real answers.
 
 (Kept beside the browser tests because they check the same two notebooks; no Chromium here.)
 """
@@ -18,6 +19,8 @@ from .servers import REPO
 pytestmark = pytest.mark.timeout(180)
 
 STARTER_ROWS = {"delay_by_airline": 16, "worst_routes": 10, "flights_per_month": 12}
+"""Rows of the SQL starter cells (flights_per_month reads the input ``$origin``, 'JFK')."""
+STARTER_KINDS = ["markdown", "sql", "sql", "input", "sql", "chart"]
 
 
 @pytest.fixture
@@ -70,16 +73,25 @@ def test_demo_loads_the_flights_and_starts_the_room_once(private_lake, run_demo)
         assert con.execute("SELECT count(*) FROM flights WHERE dep_delay IS NULL").fetchone() == (
             8_255,
         )
-        assert [c.name for c in room.cells] == list(STARTER_ROWS)
-        assert {c.name: room.run(c.id).num_rows for c in room.cells} == STARTER_ROWS
-        room.update_cell(room.cells[0].id, source="SELECT 'edited' AS what")
+        assert [c.kind for c in room.cells] == STARTER_KINDS
+        sql = [c for c in room.cells if c.kind == "sql"]
+        assert [c.name for c in sql] == list(STARTER_ROWS)
+        assert {c.name: room.run(c.id).num_rows for c in sql} == STARTER_ROWS
+        jfk = room.run(sql[2].id).column("flights").to_pylist()
+        room.set_input(next(c.id for c in room.cells if c.kind == "input"), value="LGA")
+        room._runner.wait_idle()  # the value change re-ran flights_per_month
+        assert room.run(sql[2].id, cascade=False).column("flights").to_pylist() != jfk
+        chart = next(c.id for c in room.cells if c.kind == "chart")
+        assert room.chart_data(chart).num_rows == 12
+        room.update_cell(sql[0].id, source="SELECT 'edited' AS what")
     finally:
         room.close()
 
     again = run_demo()["room"]  # a reopened room shows what people left in it
     try:
-        assert [c.name for c in again.cells] == list(STARTER_ROWS)
-        assert again.cells[0].source == "SELECT 'edited' AS what"
+        sql = [c for c in again.cells if c.kind == "sql"]
+        assert [c.name for c in sql] == list(STARTER_ROWS)
+        assert sql[0].source == "SELECT 'edited' AS what"
     finally:
         again.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from .grid_probe import record_run_clicks, run_to_rows_ms, scroll_stats
-from .widget_page import WidgetPage, wait_for
+from .widget_page import DEMO_CELLS, WidgetPage, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -31,10 +31,10 @@ def first_cells(grid, col: int) -> tuple[str, str]:
 
 def test_sort_and_scroll_the_336776_row_flights_result(marimo_demo, open_page, artifact):
     a = WidgetPage(open_page("page-a", marimo_demo.url), "page A")
-    a.wait_ready(cells=3)
+    a.wait_ready(cells=len(DEMO_CELLS))
     record_run_clicks(a.page)
     a.add_cell()
-    new = wait_for("a fourth cell", a.ids, lambda ids: len(ids) == 4)[3]
+    new = wait_for("the added cell", a.ids, lambda ids: len(ids) == len(DEMO_CELLS) + 1)[-1]
     cell = a.cell(new)
     a.type_at_end(cell, "select * from flights")
     wait_for(

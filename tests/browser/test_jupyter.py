@@ -12,11 +12,11 @@ import json
 import pytest
 from playwright.sync_api import Page
 
-from .widget_page import WIDGET_TIMEOUT_S, WidgetPage, wait_for
+from .widget_page import DEMO_NAMES, WIDGET_TIMEOUT_S, WidgetPage, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
-STARTER = ["delay_by_airline", "worst_routes", "flights_per_month"]
+STARTER = DEMO_NAMES  # every cell's name: "" for the intro and the chart
 
 _KERNEL_STATUS = """() => {
   const widget = window.jupyterapp && window.jupyterapp.shell.currentWidget;
@@ -64,7 +64,8 @@ def test_widget_renders_runs_and_an_edit_survives_a_kernel_restart(jupyter_demo,
     cell = view.cell_named("delay_by_airline")
     view.type_at_end(cell, "\n-- survives a kernel restart")
     before = [(c.id, c.name, c.text) for c in view.cells()]
-    assert before[0][2] is not None and before[0][2].endswith("\n-- survives a kernel restart")
+    typed = next(text for _, name, text in before if name == "delay_by_airline")
+    assert typed is not None and typed.endswith("\n-- survives a kernel restart")
     view.wait_saved()
 
     command(page, "notebook:restart-clear-output")
@@ -98,7 +99,7 @@ def test_two_outputs_of_one_room_and_python_edits_stay_in_sync(jupyter_demo, ope
     second.wait_ready(cells=len(STARTER))
 
     first.type_at_end(first.cell_named("flights_per_month"), "\n-- typed in the first output")
-    cid = first.cells()[2].id
+    cid = first.sql_ids()[2]
     wait_for(
         "the first output's typing in the second",
         lambda: second.text_of(cid),
@@ -119,7 +120,7 @@ def test_two_outputs_of_one_room_and_python_edits_stay_in_sync(jupyter_demo, ope
     # Edits made in Python, through the API and directly on room.doc, reach both outputs.
     status = page.evaluate(_EXECUTE, _PYTHON_EDITS)
     assert status == "ok"
-    ids = [c.id for c in first.cells()]
+    ids = first.sql_ids()
     for view in (first, second):
         wait_for(
             f"the Python edits in the {view.name}",
@@ -136,8 +137,9 @@ _EXECUTE = """async (code) => {
 
 _PYTHON_EDITS = """
 from sqlrooms_nb import notebook as _nb
-room.update_cell(room.cells[0].id, source="select 'edited from python' as origin")
-_nb.cell_text(_nb.find_cell(room.doc, room.cells[1].id)[1]).insert(0, "-- via room.doc\\n")
+_sql = [c for c in room.cells if c.kind == "sql"]
+room.update_cell(_sql[0].id, source="select 'edited from python' as origin")
+_nb.cell_text(_nb.find_cell(room.doc, _sql[1].id)[1]).insert(0, "-- via room.doc\\n")
 room.doc.commit()
 """
 

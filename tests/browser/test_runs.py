@@ -16,8 +16,9 @@ def test_a_cascade_run_in_page_a_shows_its_downstream_results_in_page_b(
     marimo_demo, open_page, artifact
 ):
     a, b = two_pages(open_page, marimo_demo)
+    start = a.ids()
     a.add_cell()
-    new = wait_for("a fourth cell in page B", b.ids, lambda ids: len(ids) == 4)[3]
+    new = wait_for("the added cell in page B", b.ids, lambda ids: len(ids) == len(start) + 1)[-1]
     a.type_at_end(a.cell(new), "SELECT count(*) AS airlines FROM delay_by_airline")
     wait_for("the text in page B", lambda: b.text_of(new), lambda t: "airlines" in (t or ""))
     a.page.wait_for_timeout(300)  # let the throttled update reach the kernel
@@ -38,8 +39,9 @@ def test_a_long_query_cancelled_from_the_ui_ends_cancelled_in_both_pages(
     marimo_demo, open_page, artifact
 ):
     a, b = two_pages(open_page, marimo_demo)
+    start = a.ids()
     a.add_cell()
-    new = wait_for("a fourth cell in page B", b.ids, lambda ids: len(ids) == 4)[3]
+    new = wait_for("the added cell in page B", b.ids, lambda ids: len(ids) == len(start) + 1)[-1]
     a.type_at_end(
         a.cell(new),
         "SELECT count(*) AS n FROM flights x, flights y "

@@ -15,6 +15,19 @@ from playwright.sync_api import Locator, Page
 
 T = TypeVar("T")
 
+DEMO_CELLS = [
+    ("markdown", ""),
+    ("sql", "delay_by_airline"),
+    ("sql", "worst_routes"),
+    ("input", "origin"),
+    ("sql", "flights_per_month"),
+    ("chart", ""),
+]
+"""The cells notebooks/demo.py makes on first open: (kind, name), in order."""
+DEMO_NAMES = [name for _, name in DEMO_CELLS]
+DEMO_SQL = [name for kind, name in DEMO_CELLS if kind == "sql"]
+"""The demo's SQL cells, in order."""
+
 WIDGET_TIMEOUT_S = 60.0
 SYNC_TIMEOUT_S = 15.0
 
@@ -123,6 +136,11 @@ class WidgetPage:
 
     def ids(self) -> list[str]:
         return [c.id for c in self.cells()]
+
+    def sql_ids(self) -> list[str]:
+        """Ids of the SQL cells only (markdown cells render, input and chart cells have no
+        editor shown: tests that type pick these)."""
+        return [c.id for c in self.cells() if c.kind == "sql"]
 
     def cell_named(self, name: str) -> Locator:
         views = self.cells()
