@@ -4,7 +4,7 @@ import { CompletionContext, type CompletionResult, type CompletionSource } from 
 import { schemaCompletionSource } from "@codemirror/lang-sql";
 import { EditorState } from "@codemirror/state";
 import type { CatalogTable } from "../protocol";
-import { DuckDB, SqlCompletions, catalogNamespace, columnsInScope } from "./complete";
+import { DuckDB, SqlCompletions, catalogNamespace, columnsInScope, postgresKeywords } from "./complete";
 import { newestRun } from "../widget";
 
 const table = (name: string, columns: string[], extra: Partial<CatalogTable> = {}): CatalogTable =>
@@ -87,5 +87,15 @@ describe("results echo", () => {
     assert.equal(newestRun(results, "v1"), 3);
     assert.equal(newestRun(results, "v9"), 0);
     assert.equal(newestRun(null), 0);
+  });
+});
+
+describe("DuckDB keywords", () => {
+  it("drop PostgreSQL's information-schema words but keep current_date and DuckDB's own", () => {
+    const words = new Set(postgresKeywords("select user_defined_type_code current_date from").split(" "));
+    assert.deepEqual([...words], ["select", "current_date", "from"]);
+    const all = postgresKeywords();
+    assert.ok(!all.split(" ").some((w) => w.startsWith("user_defined")));
+    assert.ok(all.split(" ").includes("select"));
   });
 });

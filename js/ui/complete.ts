@@ -27,10 +27,22 @@ export const DUCKDB_KEYWORDS =
   "anti semi struct map list union_by_name by_name sample using_sample reservoir bernoulli system " +
   "install load attach detach pragma macro try_cast arg_min arg_max list_agg string_agg read_csv read_parquet read_json";
 
+/** Underscored words of PostgreSQL's list worth offering; the rest are information-schema
+ * column names (`user_defined_type_code`, ...) that crowd the completion list. */
+const KEPT_UNDERSCORED = new Set([
+  "current_date", "current_time", "current_timestamp", "current_user", "session_user",
+  "current_schema", "current_catalog", "current_role", "local_time", "localtimestamp",
+]);
+
+/** PostgreSQL's keywords without the information-schema noise (see {@link KEPT_UNDERSCORED}). */
+export function postgresKeywords(list: string = PostgreSQL.spec.keywords ?? ""): string {
+  return list.split(/\s+/).filter((w) => w && (!w.includes("_") || KEPT_UNDERSCORED.has(w))).join(" ");
+}
+
 /** PostgreSQL's dialect with DuckDB's keywords and case-insensitive identifiers. */
 export const DuckDB = SQLDialect.define({
   ...PostgreSQL.spec,
-  keywords: `${PostgreSQL.spec.keywords ?? ""} ${DUCKDB_KEYWORDS}`,
+  keywords: `${postgresKeywords()} ${DUCKDB_KEYWORDS}`,
   caseInsensitiveIdentifiers: true,
 });
 
