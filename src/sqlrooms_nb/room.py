@@ -35,7 +35,7 @@ import duckdb
 import pyarrow as pa
 from loro import ExportMode, LoroDoc
 
-from . import catalog, charts, deps, query
+from . import catalog, charts, query
 from . import history as hist
 from . import notebook as nb
 from . import protocol as p
@@ -50,6 +50,7 @@ from .errors import (
     ValidationError,
 )
 from .history_views import create_history_views
+from .inputs import InputWatch
 from .presence import Presence
 from .replica import Replica
 from .runner import Job, Runner
@@ -156,12 +157,16 @@ class SqlRoom:
         self._results_summary: dict[str, dict[str, Any]] = {}
         self._result_runs = 0  # counts successful cell runs (the summary's `run`)
         self._sorted = res.SortedCopies()  # deep pages of a sorted grid read a sorted copy
-        # Input cells: what each branch's inputs were after the last edit (to see a value
-        # change), and each select input's options (cached: replayed to views that join).
-        self._inputs_seen: dict[str, dict[str, tuple[str, nb.InputSpec]]] = {}
-        self._options: dict[tuple[str, str], tuple[str, p.InputOptions]] = {}
-        self._option_reads = ThreadPoolExecutor(1, thread_name_prefix="sqlrooms_nb-inputs")
         self._con = connection if connection is not None else duckdb.connect()
+        # Input cells: value changes re-run their readers; select inputs' options.
+        self._inputs = InputWatch(
+            self._con,
+            self._lock,
+            self._broadcast,
+            lambda branch, names, view: self._runner.run_inputs(
+                branch, names, self._who(view), view
+            ),
+        )
         self._lake = Lake.open(lake)
         # Re-running the notebook cell that opens a room must not leave two writers on it in
         # one kernel: the earlier object is closed (flushed) before this one recovers.
@@ -359,87 +364,6 @@ class SqlRoom:
         with self._lock:
             return nb.read_inputs(self._replica(branch).doc)
 
-    def _watch_inputs(self, replica: Replica, view: p.ViewId | None) -> None:
-        """After an edit of ``replica`` (a view's update, an API edit): re-run the cells that
-        read an input whose value, type or name changed (or that was deleted), and refresh the
-        options of select inputs whose options query changed (off the comm thread)."""
-        with self._lock:
-            now = {cid: (name, spec) for cid, name, spec in nb.read_input_cells(replica.doc)}
-            before = self._inputs_seen.get(replica.branch)
-            self._inputs_seen[replica.branch] = now
-        if before is None or before == now:
-            return
-        names: set[str] = set()
-        refresh: list[str] = []
-        for cid, (name, spec) in now.items():
-            old_name, old = before.get(cid, (name, None))
-            if old is not None and (old.value, old.type, old_name) != (spec.value, spec.type, name):
-                names |= {name, old_name}
-            was = None if old is None else (old.type, old.options_sql)
-            if spec.type == "select" and was != ("select", spec.options_sql):
-                refresh.append(cid)
-        for cid in before.keys() - now.keys():
-            names.add(before[cid][0])
-            self._options.pop((replica.branch, cid), None)
-        names.discard("")
-        if names:
-            self._runner.run_inputs(replica.branch, sorted(names), self._who(view), view)
-        if refresh:
-            self._option_reads.submit(self._refresh_options, replica, refresh)
-
-    def _refresh_options(self, replica: Replica, cells: Sequence[str]) -> None:
-        """Run the options queries of select inputs ``cells`` and broadcast their options
-        (on the ``sqlrooms_nb-inputs`` thread)."""
-        try:
-            with self._lock:
-                specs = {cid: spec for cid, _, spec in nb.read_input_cells(replica.doc)}
-            out = [
-                self._options_of(replica.branch, cid, specs[cid].options_sql)
-                for cid in cells
-                if cid in specs and specs[cid].type == "select"
-            ]
-            self._broadcast(out)
-        except Exception:
-            LOG.exception("[sqlrooms_nb] could not refresh input options")
-
-    def _input_options(self, replica: Replica) -> list[p.InputOptions]:
-        """The options of every select input of ``replica`` (for a view that joins): kept
-        ones, or computed now (an options query is meant to be quick)."""
-        with self._lock:
-            inputs = nb.read_input_cells(replica.doc)
-        out: list[p.InputOptions] = []
-        for cid, _, spec in inputs:
-            if spec.type != "select":
-                continue
-            kept = self._options.get((replica.branch, cid))
-            if kept is not None and kept[0] == spec.options_sql:
-                out.append(kept[1])
-            else:
-                out.append(self._options_of(replica.branch, cid, spec.options_sql))
-        return out
-
-    def _options_of(self, branch: str, cell: str, sql: str) -> p.InputOptions:
-        """Run a select input's options query on a cursor: the first column's non-null values
-        as strings (at most ``MAX_INPUT_OPTIONS``), or the error. Kept for joining views."""
-        options: tuple[str, ...] = ()
-        error: str | None = None
-        if sql.strip():
-            cur = self._con.cursor()
-            try:
-                cur.execute(sql)
-                if cur.description is None:
-                    error = "the options query returned no rows: use a SELECT"
-                else:
-                    rows = cur.fetchmany(p.MAX_INPUT_OPTIONS)
-                    options = tuple(str(r[0]) for r in rows if r and r[0] is not None)
-            except duckdb.Error as exc:
-                error = str(exc).split("\n\nLINE ")[0]
-            finally:
-                cur.close()
-        message = p.InputOptions(cell=cell, branch=branch, options=options, error=error)
-        self._options[(branch, cell)] = (sql, message)
-        return message
-
     def _cells_of(self, branch: str) -> list[nb.Cell]:
         """The cells of ``branch`` (for the runner; holds the edit lock only while reading)."""
         with self._lock:
@@ -450,18 +374,7 @@ class SqlRoom:
         if replica is not None:
             replica.results[cell] = message
         if replica is not None and isinstance(message, p.Result):
-            # Select inputs whose options query reads this cell's result: refresh them.
-            with self._lock:
-                inputs = nb.read_input_cells(replica.doc)
-            name = message.name.lower()
-            readers = [
-                cid
-                for cid, _, spec in inputs
-                if spec.type == "select"
-                and any(r.name.lower() == name for r in deps.table_refs(spec.options_sql))
-            ]
-            if readers:
-                self._option_reads.submit(self._refresh_options, replica, readers)
+            self._inputs.after_result(replica, message)
 
     def _job_done(self, job: Job) -> None:
         """After each run job (runner thread): record its successful runs in the widget's
@@ -871,8 +784,7 @@ class SqlRoom:
             policy=self._policy,
             doc=doc,
         )
-        inputs = nb.read_input_cells(replica.doc)
-        self._inputs_seen[branch] = {cid: (name, spec) for cid, name, spec in inputs}
+        self._inputs.opened(replica)
         return replica
 
     # --- storage -------------------------------------------------------------------------------
@@ -903,7 +815,7 @@ class SqlRoom:
             replicas = list(self._replicas.values())
         _open_rooms.discard(self)
         self._history_reads.shutdown(wait=False, cancel_futures=True)
-        self._option_reads.shutdown(wait=False, cancel_futures=True)
+        self._inputs.close()
         self._result_reads.shutdown(wait=True, cancel_futures=True)  # they use the connection
         errors: list[BaseException] = []
         self._runner.close(timeout)
@@ -1053,12 +965,12 @@ class SqlRoom:
                 *replica.results.values(),
                 *self._runner.stale_message(replica.branch, force=True),
                 p.Catalog(branch=replica.branch, tables=catalog.read_catalog(self._con)),
-                *self._input_options(replica),
+                *self._inputs.options_for(replica),
             ]
         if isinstance(message, p.ClientUpdate):
             with self._lock:
                 replies = replica.hub.handle(message)
-            self._watch_inputs(replica, message.view)
+            self._inputs.changed(replica, message.view)
             return [*replies, *self._runner.stale_message(replica.branch)]
         if isinstance(message, p.Run):
             self._run(
@@ -1293,7 +1205,7 @@ class _Edit:
             self._room._lock.release()
         replica = self._room._replicas.get(self._branch)
         if replica is not None:
-            self._room._watch_inputs(replica, None)
+            self._room._inputs.changed(replica, None)
         self._room._broadcast(self._room._runner.stale_message(self._branch))
 
 
