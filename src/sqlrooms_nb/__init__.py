@@ -12,6 +12,7 @@ persists the document's history to DuckLake. Start with :class:`SqlRoom`::
 from . import errors
 from .notebook import Cell
 from .room import SqlRoom
+from .store.config import LakeConfig
 
-__all__ = ["Cell", "SqlRoom", "errors"]
+__all__ = ["Cell", "LakeConfig", "SqlRoom", "errors"]
 __version__ = "0.1.0"

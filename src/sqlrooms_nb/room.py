@@ -106,7 +106,10 @@ class SqlRoom:
     Args:
         room_id: the notebook's id in the lake, ``[A-Za-z0-9_.-]{1,128}``.
         lake: where the lake lives: a folder path for the embedded default (SQLite catalog +
-            data folder inside it). ``None`` means ``$SQLROOMS_NB_LAKE`` or ``.sqlrooms``.
+            data folder inside it), a lake string (``sqlite:...``, ``postgres:...`` or
+            ``postgresql://...?data=s3://...``) or a :class:`~sqlrooms_nb.LakeConfig`; see
+            :func:`sqlrooms_nb.store.config.parse_lake`. ``None`` means ``$SQLROOMS_NB_LAKE``
+            or ``.sqlrooms``.
         connection: DuckDB connection SQL cells run on (their results become views in it).
             ``None`` gives the room its own in-memory database.
         branch: the branch the Python API edits (``"main"`` unless branches were created
