@@ -64,11 +64,9 @@ from playwright.async_api import Browser, Locator, Page, async_playwright  # noq
 from tests.browser.servers import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
-    MARIMO_PROJECT_CONFIG,
     VIEWPORT,
     Server,
-    free_port,
-    server_env,
+    marimo_server,
 )
 
 import sqlrooms_nb as snb  # noqa: E402
@@ -294,36 +292,14 @@ def start_server(run_dir: Path, lake: Path, meta: dict[str, Any]) -> Server:
     folder = run_dir / "marimo"
     folder.mkdir(parents=True)
     (folder / "bench.py").write_text(NOTEBOOK.lstrip())
-    (folder / "pyproject.toml").write_text(MARIMO_PROJECT_CONFIG)
-    port = free_port()
-    server = Server(
-        name="marimo",
-        argv=[
-            sys.executable,
-            "-m",
-            "marimo",
-            "edit",
-            "bench.py",
-            "--headless",
-            "--no-token",
-            "--no-sandbox",
-            "--skip-update-check",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=folder,
-        env=server_env(
-            lake,
-            SNB_BENCH_ROOM=meta["room"],
-            SNB_BENCH_SCRATCH=meta["scratch"],
-            SNB_BENCH_LOG=str(run_dir / "kernel.jsonl"),
-        ),
-        port=port,
-        ready_path="/health",
-        log_path=run_dir / "marimo.log",
-        lake=lake,
+    server = marimo_server(
+        folder,
+        "bench.py",
+        lake,
+        run_dir / "marimo.log",
+        SNB_BENCH_ROOM=meta["room"],
+        SNB_BENCH_SCRATCH=meta["scratch"],
+        SNB_BENCH_LOG=str(run_dir / "kernel.jsonl"),
     )
     server.start()
     return server

@@ -24,11 +24,11 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_
 from .servers import (
     CHROMIUM,
     CHROMIUM_ARGS,
-    MARIMO_PROJECT_CONFIG,
     REPO,
     VIEWPORT,
     Server,
     free_port,
+    marimo_server,
     read_lake,
     server_env,
 )
@@ -131,33 +131,8 @@ def marimo_demo(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Serv
     folder = tmp_path / "marimo"
     folder.mkdir()
     shutil.copy(REPO / "notebooks" / "demo.py", folder / "demo.py")
-    (folder / "pyproject.toml").write_text(MARIMO_PROJECT_CONFIG)
     lake = tmp_path / "lake"
-    port = free_port()
-    server = Server(
-        name="marimo",
-        argv=[
-            sys.executable,
-            "-m",
-            "marimo",
-            "edit",
-            "demo.py",
-            "--headless",
-            "--no-token",
-            "--no-sandbox",
-            "--skip-update-check",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=folder,
-        env=server_env(lake),
-        port=port,
-        ready_path="/health",
-        log_path=tmp_path / "marimo.log",
-        lake=lake,
-    )
+    server = marimo_server(folder, "demo.py", lake, tmp_path / "marimo.log")
     yield from _running(server, request)
 
 

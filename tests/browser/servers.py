@@ -56,6 +56,27 @@ def server_env(lake: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def marimo_server(folder: Path, notebook: str, lake: Path, log_path: Path, **env: str) -> Server:
+    """A (not yet started) ``marimo edit <notebook>`` headless server on a free port of
+    127.0.0.1, serving ``folder`` with a private ``lake``. Writes
+    :data:`MARIMO_PROJECT_CONFIG` beside the notebook so its cells run on open; ``env`` adds
+    variables for the kernel."""
+    (folder / "pyproject.toml").write_text(MARIMO_PROJECT_CONFIG)
+    port = free_port()
+    argv = [sys.executable, "-m", "marimo", "edit", notebook, "--headless", "--no-token"]
+    argv += ["--no-sandbox", "--skip-update-check", "--host", "127.0.0.1", "--port", str(port)]
+    return Server(
+        name="marimo",
+        argv=argv,
+        cwd=folder,
+        env=server_env(lake, **env),
+        port=port,
+        ready_path="/health",
+        log_path=log_path,
+        lake=lake,
+    )
+
+
 @dataclass
 class Server:
     """A web server process (marimo or JupyterLab) that can be stopped and started again on the

@@ -3,7 +3,6 @@ widget's ``results`` value when a SQL cell runs from the widget (``marimo edit``
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 from playwright.sync_api import Page
 
 from .conftest import _running
-from .servers import MARIMO_PROJECT_CONFIG, Server, free_port, server_env
+from .servers import Server, marimo_server
 from .widget_page import WidgetPage, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
@@ -66,33 +65,8 @@ def marimo_probe(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Ser
     folder = tmp_path / "marimo"
     folder.mkdir()
     (folder / "probe.py").write_text(NOTEBOOK)
-    (folder / "pyproject.toml").write_text(MARIMO_PROJECT_CONFIG)
     lake = tmp_path / "lake"
-    port = free_port()
-    server = Server(
-        name="marimo",
-        argv=[
-            sys.executable,
-            "-m",
-            "marimo",
-            "edit",
-            "probe.py",
-            "--headless",
-            "--no-token",
-            "--no-sandbox",
-            "--skip-update-check",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=folder,
-        env=server_env(lake),
-        port=port,
-        ready_path="/health",
-        log_path=tmp_path / "marimo.log",
-        lake=lake,
-    )
+    server = marimo_server(folder, "probe.py", lake, tmp_path / "marimo.log")
     yield from _running(server, request)
 
 
