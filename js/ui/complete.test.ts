@@ -77,6 +77,8 @@ describe("SQL completion names", () => {
     completions.setCellNames(new Map([["c1", "a"]]));
     completions.setCatalog(catalog);
     assert.equal(calls, 2);
+    completions.setCatalog(JSON.parse(JSON.stringify(catalog)) as typeof catalog); // resent, same
+    assert.equal(calls, 2);
   });
 });
 

@@ -128,8 +128,14 @@ export class SqlCompletions {
   private names = new Map<string, string>(); // cell id -> result name
   private readonly listeners = new Set<() => void>();
 
-  /** The kernel sent its catalog. */
+  private catalogKey = "[]";
+
+  /** The kernel sent its catalog (notifies only when it changed: the kernel resends it after
+   * every run, and swapping the completion sources closes an open popup). */
   setCatalog(tables: readonly CatalogTable[]): void {
+    const key = JSON.stringify(tables);
+    if (key === this.catalogKey) return;
+    this.catalogKey = key;
     this.tables = tables;
     this.notify();
   }
