@@ -57,7 +57,7 @@ $(VENV)/.snb-demo: pyproject.toml hatch_build.py | $(BIN)/python $(BUNDLE)
 	touch $@
 
 $(VENV)/.snb-test: pyproject.toml hatch_build.py | $(BIN)/python $(BUNDLE)
-	$(PIP) install -e '.[demo,test]'
+	$(PIP) install -e '.[demo,test,shared]'
 	touch $@ $(VENV)/.snb-demo
 
 $(CHROMIUM):

@@ -62,6 +62,7 @@ own connection is used only while opening; every other use goes through :meth:`L
 
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
 import random
@@ -69,7 +70,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import duckdb
 
@@ -88,6 +89,7 @@ from .config import (
 from .extensions import connect
 
 T = TypeVar("T")
+LOG = logging.getLogger("sqlrooms_nb")
 
 __all__ = [
     "ALIAS",
@@ -99,6 +101,7 @@ __all__ = [
     "SCHEMA",
     "SQLITE_BUSY_TIMEOUT_MS",
     "Lake",
+    "LakeJob",
     "StoredRoom",
     "is_transient",
     "quote_ident",
@@ -172,6 +175,25 @@ _INLINE_LIMITS = {
 }
 _ADDED_IN: dict[int, tuple[str, ...]] = {2: ("branches",), 3: ("runs",)}
 """Tables each layout version added: upgrading a lake creates them (nothing else changes)."""
+
+
+class LakeJob(Protocol):
+    """Work a lake runs on a persister's writer thread, between flushes (maintenance, the
+    serverless catalog upload). Register with :meth:`Lake.add_job`.
+
+    ``due(flushes, now)``: whether to run now; ``flushes`` counts successful flushes of this lake
+    in this process since it was opened, ``now`` is ``time.monotonic()`` seconds.
+    ``run(cur, final)``: do the work with the writer's cursor while the lake's ``write_lock`` is
+    held (so no insert of this process runs concurrently, ducklake#650); ``final`` is True for
+    the last run, when the lake is released. Raise :class:`StorageError` on failure: it is
+    logged and the job is tried again at its next due time; saved work is never affected.
+    """
+
+    name: str
+
+    def due(self, flushes: int, now: float) -> bool: ...
+
+    def run(self, cur: duckdb.DuckDBPyConnection, final: bool) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -283,6 +305,9 @@ class Lake:
         self._con: duckdb.DuckDBPyConnection | None = con
         self._con_lock = threading.Lock()
         self._refs = 0
+        self._jobs: list[LakeJob] = []
+        self._flushes = 0
+        self._jobs_lock = threading.Lock()  # guards _jobs and _flushes
 
     # --- lifetime ------------------------------------------------------------------------------
 
@@ -363,7 +388,10 @@ class Lake:
                 return
             if _registry.get(self.config.identity) is self:
                 del _registry[self.config.identity]
-            con, self._con = self._con, None
+            con = self._con
+        self._run_jobs(final=True)
+        with self._con_lock:
+            self._con = None
         if con is not None:
             try:
                 con.execute(f"DETACH {ALIAS}")
@@ -386,6 +414,56 @@ class Lake:
             if self._con is None:
                 raise StorageError(f"the lake {self.location} is closed: open it again")
             return self._con.cursor()
+
+    # --- jobs between flushes -------------------------------------------------------------------
+
+    def add_job(self, job: LakeJob) -> None:
+        """Run ``job`` between flushes from now on (see :class:`LakeJob`); any thread."""
+        with self._jobs_lock:
+            self._jobs.append(job)
+
+    def remove_job(self, job: LakeJob) -> None:
+        """Stop running ``job`` (no error if it was not registered); any thread."""
+        with self._jobs_lock:
+            if job in self._jobs:
+                self._jobs.remove(job)
+
+    def after_flush(self, cur: duckdb.DuckDBPyConnection) -> None:
+        """Called by a persister's writer thread after each successful flush: counts it and runs
+        the jobs that are due, one at a time, under :attr:`write_lock`. Never raises."""
+        with self._jobs_lock:
+            self._flushes += 1
+            flushes = self._flushes
+            jobs = list(self._jobs)
+        now = time.monotonic()
+        for job in jobs:
+            try:
+                due = job.due(flushes, now)
+            except Exception:
+                LOG.exception("[sqlrooms_nb] lake job %s: due() failed", job.name)
+                continue
+            if due:
+                self._run_job(job, cur, final=False)
+
+    def _run_jobs(self, *, final: bool) -> None:
+        """Run every job once more (the lake is being released), with a cursor of its own."""
+        with self._jobs_lock:
+            jobs, self._jobs = list(self._jobs), []
+        if not jobs or self._con is None:
+            return
+        cur = self._con.cursor()
+        try:
+            for job in jobs:
+                self._run_job(job, cur, final=final)
+        finally:
+            cur.close()
+
+    def _run_job(self, job: LakeJob, cur: duckdb.DuckDBPyConnection, *, final: bool) -> None:
+        try:
+            with self.write_lock:
+                job.run(cur, final)
+        except Exception as exc:
+            LOG.warning("[sqlrooms_nb] lake job %s failed (tried again later): %s", job.name, exc)
 
     def table(self, name: str) -> str:
         """Fully qualified, quoted name of one of the project's tables, e.g.

@@ -523,6 +523,7 @@ class Persister:
             return exc
         self._failures = 0
         self._retry_at = None
+        self._lake.after_flush(cur)
         return None
 
     def _report(self, error: StorageError) -> None:
