@@ -11,6 +11,7 @@ Loro raises ``BaseException`` subclasses (and ``pyo3_runtime.PanicException``) r
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 
@@ -95,6 +96,31 @@ class StorageError(SqlRoomsError):
     """The lake (catalog or data path) cannot be opened, read or written."""
 
     code = "storage"
+
+
+class LeaseError(StorageError):
+    """A serverless lake (``s3://bucket/prefix``) is open for writing elsewhere: another
+    process holds its lease object. Open it read-only, wait for that process to close it, or
+    take it over once the lease has expired (which happens automatically on open).
+
+    ``holder`` (e.g. ``"ana@laptop pid 4242"``), ``since`` and ``expires`` (timezone-aware
+    datetimes, ``None`` when unknown) describe the lease that was found.
+    """
+
+    code = "lease"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        holder: str = "",
+        since: datetime.datetime | None = None,
+        expires: datetime.datetime | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.holder = holder
+        self.since = since
+        self.expires = expires
 
 
 class RecoveryError(StorageError):

@@ -12,6 +12,8 @@ same strings work for ``SqlRoom(lake=...)``, :meth:`~sqlrooms_nb.store.Lake.open
     postgres:host=db.example port=5432 dbname=lake user=ana?data=s3://bucket/prefix
     postgresql://ana@db.example:5432/lake?data=s3://bucket/prefix&s3_region=eu-west-1
     postgresql://ana@127.0.0.1:5432/lake?data=/srv/lake-data    (a local data folder)
+    s3://bucket/prefix?s3_endpoint=127.0.0.1:9000&upload_every=20   serverless single-user:
+                                    the SQLite catalog lives in the bucket (see .serverless)
 
 Query parameters after the (last) ``?``, all optional but ``data`` for PostgreSQL:
 
@@ -48,8 +50,12 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import ValidationError
+
+if TYPE_CHECKING:
+    from .serverless import ServerlessSettings
 
 LAKE_ENV = "SQLROOMS_NB_LAKE"
 """Environment variable holding the lake (a path or a lake URI) when none is given."""
@@ -110,6 +116,8 @@ class LakeConfig:
         s3: endpoint settings, only with an ``s3://`` data path.
         folder: the lake folder of an embedded lake (``catalog.sqlite`` + ``data/`` inside),
             ``None`` otherwise.
+        serverless: a serverless lake's bucket side (``s3://bucket/prefix``: the catalog copy
+            and lease in the bucket, ``catalog_path`` its local working copy), ``None`` otherwise.
 
     Raises :class:`ValidationError` for a missing or contradictory field or a DSN holding a
     password.
@@ -121,6 +129,7 @@ class LakeConfig:
     dsn: str | None = None
     s3: S3Settings | None = None
     folder: pathlib.Path | None = field(default=None, compare=False)
+    serverless: ServerlessSettings | None = None
 
     def __post_init__(self) -> None:
         if self.catalog == "sqlite":
@@ -150,6 +159,8 @@ class LakeConfig:
     def identity(self) -> str:
         """Normalised text naming this lake (catalog + data path), without secrets: equal for
         two configs that open the same lake. Used as the process-wide registry key."""
+        if self.serverless is not None:
+            return self.serverless.identity
         if self.catalog == "sqlite":
             return f"sqlite:{self.catalog_path}?data={self.data_path}"
         return f"postgres:{self.dsn}?data={self.data_path}"
@@ -159,6 +170,11 @@ class LakeConfig:
         """DuckDB extensions an attach of this lake needs, in load order."""
         scanner = "sqlite_scanner" if self.catalog == "sqlite" else "postgres_scanner"
         return ("ducklake", scanner, *(("httpfs",) if self.on_s3 else ()))
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the lake is opened read-only (a serverless viewer, ``?readonly=true``)."""
+        return self.serverless is not None and self.serverless.read_only
 
     @property
     def host(self) -> str | None:
@@ -182,6 +198,7 @@ class LakeConfig:
         seconds, not minutes.
         """
         options = [f"DATA_PATH {sql_string(self.data_path)}"]
+        read_only = read_only or self.read_only
         if read_only:
             options.insert(0, "READ_ONLY")
         if self.catalog == "sqlite":
@@ -236,11 +253,16 @@ def parse_lake(
         return _parse_postgres(text)
     if scheme == "sqlite":
         return _parse_sqlite(text[len("sqlite:") :])
+    if scheme == "s3":
+        from .serverless import parse_serverless
+
+        return parse_serverless(text, env=env)
     if scheme and len(scheme) > 1 and "/" not in scheme and "\\" not in scheme:
         # (one letter is a Windows drive; a slash before the colon is a path)
         raise ValidationError(
             f"unknown lake scheme {scheme + ':'!r} in {redact(text)!r}: use a folder path, "
-            "sqlite:<catalog file>, postgres:<libpq DSN>?data=... or postgresql://...?data=..."
+            "sqlite:<catalog file>, postgres:<libpq DSN>?data=..., postgresql://...?data=... "
+            "or s3://bucket/prefix (serverless)"
         )
     folder = _local(text)
     return LakeConfig(
@@ -465,11 +487,13 @@ def s3_secret_sql(
             if use_ssl is None:
                 use_ssl = parts.scheme != "http"
     region = s3.region or source.get("AWS_REGION") or source.get("AWS_DEFAULT_REGION")
+    # A serverless lake's secret covers its whole prefix: the catalog copy too.
+    scope = config.serverless.root + "/" if config.serverless is not None else config.data_path
     options = [
         "TYPE s3",
         f"KEY_ID {sql_string(key_id)}",
         f"SECRET {sql_string(secret)}",
-        f"SCOPE {sql_string(config.data_path)}",
+        f"SCOPE {sql_string(scope)}",
     ]
     token = source.get("AWS_SESSION_TOKEN")
     if token:
