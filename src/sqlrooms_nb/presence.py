@@ -62,6 +62,18 @@ class Presence:
                 )
             self._store.apply(bytes(update))
 
+    def apply_remote(self, update: bytes) -> None:
+        """Apply an update another kernel relayed (its views' entries, see
+        :meth:`~sqlrooms_nb.store.lake.Lake.on_presence`). Raises :class:`ProtocolError` (and
+        changes nothing) when the bytes do not decode."""
+        with self._lock:
+            trial = EphemeralStore(self.timeout_ms)
+            try:
+                trial.apply(bytes(update))
+            except BaseException as exc:  # loro raises BaseException (and PanicException)
+                raise ProtocolError(f"awareness update does not decode: {exc}") from None
+            self._store.apply(bytes(update))
+
     def snapshot(self) -> bytes | None:
         """Every live entry, encoded for a view that just joined; ``None`` when there is none."""
         with self._lock:

@@ -20,7 +20,7 @@ from . import history as hist
 from . import notebook as nb
 from . import protocol as p
 from .errors import StorageError
-from .store import FlushPolicy, Lake, Persister, recover
+from .store import FlushPolicy, Lake, Persister, recover_room
 from .sync import SyncHub
 
 LOG = logging.getLogger("sqlrooms_nb")
@@ -66,9 +66,10 @@ class Replica:
         self._broadcast = broadcast
         if doc is None:
             self.doc = nb.new_doc()
-            last_seq = recover(lake, room, branch, self.doc)
-        else:
-            self.doc, last_seq = doc, 0
+            recovered = recover_room(lake, room, branch, self.doc)
+            last_seq, lake_version = recovered.last_seq, recovered.lake_version
+        else:  # a new branch: its seq-0 snapshot was the only row
+            self.doc, last_seq, lake_version = doc, 0, 0
         self.results: dict[str, p.Result | p.Error] = {}
         self.change_stats: dict[tuple[int, int, int], hist.ChangeStats] = {}
         self.change_index = hist.ChangeIndex(self.doc, author)
@@ -85,6 +86,8 @@ class Replica:
             # exporting commits an open transaction: wait briefly for API edits to finish
             doc_lock=lock,
             author=author,
+            lake_version=lake_version,
+            on_remote=self._on_remote,
         )
         self.hub = SyncHub(
             self.doc,
@@ -117,6 +120,10 @@ class Replica:
         except BaseException:
             LOG.exception("[sqlrooms_nb] could not fan out a kernel change")
         return True
+
+    def _on_remote(self, updates: list[bytes]) -> None:
+        """Rows another kernel wrote, now in the document: relay them to this kernel's views."""
+        self._broadcast([p.ServerUpdate(origin=None, updates=tuple(updates), branch=self.branch)])
 
     def _on_imported(self, changes: int, nbytes: int) -> None:
         self.persister.notify(max(changes, 1), nbytes)

@@ -45,6 +45,7 @@ from .errors import (
     CancelledError,
     CellNotFoundError,
     ClosedError,
+    ProtocolError,
     QueryError,
     SqlRoomsError,
     ValidationError,
@@ -185,6 +186,8 @@ class SqlRoom:
         # The collaboration as data for SQL cells (sqlrooms_history.*); optional, never fatal.
         create_history_views(self._con, self._lake, self.room_id, self._branch)
         self._presence = Presence()  # who is here: relayed to views, never persisted
+        # Views of other kernels on this room (PostgreSQL catalog: NOTIFY), shown alike.
+        self._unsubscribe_presence = self._lake.on_presence(self.room_id, self._remote_presence)
         # SQL runs: a worker thread off the comm thread; the run log is written in the background.
         self._runlog = RunLog(self._lake)
         self._runner = Runner(
@@ -817,6 +820,7 @@ class SqlRoom:
             self._closed = True
             replicas = list(self._replicas.values())
         _open_rooms.discard(self)
+        self._unsubscribe_presence()
         self._history_reads.shutdown(wait=False, cancel_futures=True)
         self._inputs.close()
         self._result_reads.shutdown(wait=True, cancel_futures=True)  # they use the connection
@@ -833,6 +837,15 @@ class SqlRoom:
             self._lake.release()
         if errors:
             raise errors[0]
+
+    def _remote_presence(self, update: bytes) -> None:
+        """Presence of another kernel's views (listener thread): keep it and show it here."""
+        try:
+            self._presence.apply_remote(update)
+        except ProtocolError as exc:
+            LOG.debug("[sqlrooms_nb] ignored presence from another kernel: %s", exc)
+            return
+        self._broadcast([p.ServerAwareness(origin=None, update=update)])
 
     def __enter__(self) -> SqlRoom:
         return self
@@ -947,6 +960,7 @@ class SqlRoom:
             raise ClosedError("this room was closed; re-run the cell that opens it")
         if isinstance(message, p.ClientAwareness):
             self._presence.apply(message.view, message.update)  # raises ProtocolError
+            self._lake.announce_presence(self.room_id, message.update)
             return [p.ServerAwareness(origin=message.view, update=message.update)]
         if isinstance(message, p.Ping):
             return [p.Pong(to=message.view, id=message.id)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from sqlrooms_nb.store import Lake
 
-from .servers import Postgres, S3Server
+from .servers import HOST, S3_KEY_ID, S3_SECRET, Postgres, S3Server
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +52,33 @@ def s3_server() -> Iterator[S3Server]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def credentials(postgres: Postgres, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The servers' credentials in the environment only, where libpq and the lake look."""
+    monkeypatch.setenv("PGPASSWORD", postgres.password)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+    for name in ("AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A data path prefix of the test's own inside the bucket."""
+    return f"lake-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def shared(postgres: Postgres, s3_server: S3Server, prefix: str, credentials: None) -> str:
+    """The lake URI: the session's PostgreSQL catalog, data under ``prefix`` in the bucket.
+
+    Each test gets its own database (a DuckLake catalog has one data path)."""
+    dbname = prefix.replace("-", "_")
+    postgres.psql(f"CREATE DATABASE {dbname}", dbname="postgres")
+    return (
+        f"postgresql://{postgres.user}@{HOST}:{postgres.port}/{dbname}"
+        f"?data=s3://{s3_server.bucket}/{prefix}&s3_endpoint={s3_server.endpoint}"
+        "&s3_url_style=path&s3_use_ssl=false&s3_region=us-east-1"
+    )

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from loro import ExportMode
+from loro import ExportMode, VersionVector
 
 from sqlrooms_nb import notebook as nb
 from sqlrooms_nb.errors import StorageError
-from sqlrooms_nb.store import Lake, Persister, StoredRoom, connect, retrying
+from sqlrooms_nb.store import Lake, Persister, StoredRoom, connect, recover, retrying
 from sqlrooms_nb.store.lake import LAKE_ENV, is_transient
 from tests.store.store_helpers import new_notebook_into, type_into
 
@@ -41,7 +41,7 @@ def test_open_creates_catalog_data_path_and_tables(fresh_lake_dir: Path) -> None
     finally:
         lake.release()
     assert tables == {"updates", "changes", "snapshots", "tags", "branches", "runs", "lake_meta"}
-    assert ("schema_version", "3") in meta
+    assert ("schema_version", "4") in meta
     assert inline["sqlrooms_nb.snapshots"] == "0"
     assert int(inline["sqlrooms_nb.updates"]) >= 100
     journal = sqlite3.connect(fresh_lake_dir / "catalog.sqlite").execute("PRAGMA journal_mode")
@@ -132,7 +132,7 @@ def test_a_version_1_lake_gains_the_branches_table_and_keeps_its_rows(
         cur.close()
     finally:
         lake.release()
-    assert version == [("3",)]
+    assert version == [("4",)]
     assert branches == (0,)
     assert tags == [("v1",)]
 
@@ -156,13 +156,60 @@ def test_a_version_2_lake_gains_the_runs_table(fresh_lake_dir: Path) -> None:
         cur.close()
     finally:
         lake.release()
-    assert version == [("3",)]
+    assert version == [("4",)]
     assert runs == (0,)
 
 
 @pytest.mark.timeout(60)
+def test_a_version_3_lake_gains_snapshot_lake_versions_and_its_snapshots_still_cover_by_seq(
+    fresh_lake_dir: Path,
+) -> None:
+    """Layout 3 snapshots cover every row with seq <= theirs (one writer at a time)."""
+    doc = nb.new_doc()
+    nb.ensure_schema(doc)
+    cell = nb.add_cell(doc, "a", cell_id="c1")
+    doc.commit()
+    first = doc.export(ExportMode.Updates(VersionVector()))
+    snap = doc.export(ExportMode.Snapshot())
+    before = doc.oplog_vv
+    nb.update_cell(doc, cell, source="ab")
+    doc.commit()
+    second = doc.export(ExportMode.Updates(before))
+
+    lake = Lake.open(fresh_lake_dir)
+    cur = lake.cursor()
+    cur.execute(f"ALTER TABLE {lake.table('snapshots')} DROP COLUMN lake_version")
+    cur.execute(f"UPDATE {lake.table('lake_meta')} SET value = '3' WHERE key = 'schema_version'")
+    for seq, blob in ((1, first), (2, second)):
+        cur.execute(
+            f"INSERT INTO {lake.table('updates')} (room, branch, writer, seq, bytes) "
+            "VALUES ('old', 'main', 'w1', ?, ?)",
+            [seq, blob],
+        )
+    cur.execute(
+        f"INSERT INTO {lake.table('snapshots')} (room, branch, writer, seq, change_count, bytes) "
+        "VALUES ('old', 'main', 'w1', 1, 1, ?)",
+        [snap],
+    )
+    cur.close()
+    lake.release()
+
+    lake = Lake.open(fresh_lake_dir)
+    try:
+        stored = lake.load("old", "main")
+        again = nb.new_doc()
+        assert recover(lake, "old", "main", again) == 2
+    finally:
+        lake.release()
+    assert stored.snapshot_seq == 1 and stored.update_seqs == [2]  # seq 1 is in the snapshot
+    assert [c.source for c in nb.read_cells(again)] == ["ab"]
+
+
+@pytest.mark.timeout(60)
 def test_load_of_an_unknown_room_is_empty(lake: Lake, room: str) -> None:
-    assert lake.load(room, "main") == StoredRoom(None, 0, [], 0, [])
+    stored = lake.load(room, "main")
+    assert stored == StoredRoom(None, 0, [], 0, [], lake_version=stored.lake_version)
+    assert stored.lake_version > 0  # the lake's current DuckLake snapshot
 
 
 @pytest.mark.timeout(60)
@@ -188,7 +235,7 @@ def test_load_returns_latest_snapshot_and_only_later_updates(lake: Lake, room: s
     assert stored.update_seqs == [3]
     assert len(stored.updates) == 1
     assert stored.last_seq == 3
-    assert other == StoredRoom(None, 0, [], 0, [])
+    assert other == StoredRoom(None, 0, [], 0, [], lake_version=other.lake_version)
 
 
 @pytest.mark.timeout(60)

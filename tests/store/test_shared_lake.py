@@ -4,7 +4,6 @@ server), both started by the session fixtures on 127.0.0.1. No mocks of either."
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,39 +15,9 @@ from sqlrooms_nb.errors import StorageError
 from sqlrooms_nb.store import Lake
 from sqlrooms_nb.store.config import LakeConfig, S3Settings, parse_lake
 
-from .servers import HOST, S3_KEY_ID, S3_SECRET, Postgres, S3Server, free_port
+from .servers import HOST, S3_SECRET, Postgres, S3Server, free_port
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def credentials(postgres: Postgres, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The servers' credentials in the environment only, where libpq and the lake look."""
-    monkeypatch.setenv("PGPASSWORD", postgres.password)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
-    for name in ("AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A data path prefix of the test's own inside the bucket."""
-    return f"lake-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def shared(postgres: Postgres, s3_server: S3Server, prefix: str, credentials: None) -> str:
-    """The lake URI: the session's PostgreSQL catalog, data under ``prefix`` in the bucket.
-
-    Each test gets its own database (a DuckLake catalog has one data path)."""
-    dbname = prefix.replace("-", "_")
-    postgres.psql(f"CREATE DATABASE {dbname}", dbname="postgres")
-    return (
-        f"postgresql://{postgres.user}@{HOST}:{postgres.port}/{dbname}"
-        f"?data=s3://{s3_server.bucket}/{prefix}&s3_endpoint={s3_server.endpoint}"
-        "&s3_url_style=path&s3_use_ssl=false&s3_region=us-east-1"
-    )
 
 
 def test_a_room_round_trips_through_postgres_and_s3(

@@ -21,7 +21,7 @@ from .config import LakeConfig, S3Settings, parse_lake
 from .extensions import connect
 from .lake import Lake, StoredRoom, retrying
 from .persister import FlushPolicy, Persister, snapshot_table
-from .recovery import recover
+from .recovery import Recovered, recover, recover_room
 from .tags import Tag, add_tag, list_tags
 from .timeline import SavedVersion, saved_versions
 
@@ -32,6 +32,7 @@ __all__ = [
     "Lake",
     "LakeConfig",
     "Persister",
+    "Recovered",
     "S3Settings",
     "SavedVersion",
     "StoredRoom",
@@ -45,6 +46,7 @@ __all__ = [
     "mark_merged",
     "parse_lake",
     "recover",
+    "recover_room",
     "retrying",
     "saved_versions",
     "snapshot_table",

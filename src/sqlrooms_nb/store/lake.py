@@ -14,13 +14,16 @@ temporary, session-only DuckDB secret of the lake's own DuckDB, see :mod:`.confi
 catalog holds the same tables either way.
 
 Tables, in schema ``sqlrooms_nb`` (:data:`SCHEMA`); every row carries ``room`` and ``branch``
-and everything this package issues filters by both. Lake schema version 3
+and everything this package issues filters by both. Lake schema version 4
 (:data:`LAKE_SCHEMA_VERSION`, recorded in ``lake_meta``; version 1 lakes lacked ``branches``,
-version 2 lakes lacked ``runs``; older lakes are upgraded in place by adding them)::
+version 2 lakes lacked ``runs``, version 3 lakes lacked ``snapshots.lake_version``; older
+lakes are upgraded in place by adding them)::
 
-    updates    one row per flushed batch of Loro changes (the log; ordered by ``seq``)
-      room VARCHAR, branch VARCHAR, writer VARCHAR (peer id of the writing kernel, decimal),
-      seq BIGINT (assigned by the writer: start_seq + 1, + 2, ...),
+    updates    one row per flushed batch of Loro changes (the log)
+      room VARCHAR, branch VARCHAR, writer VARCHAR (peer id of the writing kernel, decimal;
+      several kernels may write one room/branch at once, each its own rows),
+      seq BIGINT (assigned by the writer: start_seq + 1, + 2, ..., where start_seq is the
+      largest seq of the room/branch when the writer started; (writer, seq) is unique),
       vv_from BLOB, vv_to BLOB (encoded version vectors before / after the batch),
       frontiers BLOB (encoded frontiers after the batch), change_count INTEGER,
       first_change_at TIMESTAMPTZ, last_change_at TIMESTAMPTZ (Loro change times, NULL if
@@ -31,10 +34,16 @@ version 2 lakes lacked ``runs``; older lakes are upgraded in place by adding the
       counter_start BIGINT, counter_end BIGINT (exclusive), lamport BIGINT (of the first op),
       time TIMESTAMPTZ, author VARCHAR (first line of the change message), cells VARCHAR[] (ids of
       the cells the change touched, as of the flush)
-    snapshots  full Loro snapshots; one covers every update of its room/branch with seq <= its seq
+    snapshots  full Loro snapshots (whole history included)
       room, branch, writer, seq BIGINT, version BLOB (encoded version vector), frontiers BLOB,
       change_count BIGINT (changes in the document), byte_length BIGINT, bytes BLOB,
-      created_at TIMESTAMPTZ
+      created_at TIMESTAMPTZ, lake_version BIGINT (DuckLake snapshot id; NULL in snapshots
+      written before layout 4)
+      A snapshot S *covers* an ``updates`` row u (u's changes are all in S) when
+      ``u.snapshot_id <= S.lake_version`` (``snapshot_id``: DuckLake's virtual column, the lake
+      snapshot that inserted the row; the writer of S had imported every row up to there), or
+      ``u.writer = S.writer AND u.seq <= S.seq`` (S's own rows), or, for a snapshot without
+      ``lake_version`` (one writer at a time), ``u.seq <= S.seq``. See :meth:`Lake.load`.
     tags       named versions: room, branch, name VARCHAR (unique per room/branch),
       version VARCHAR (a version id, see sqlrooms_nb.history), created_by VARCHAR,
       created_at TIMESTAMPTZ
@@ -62,6 +71,7 @@ own connection is used only while opening; every other use goes through :meth:`L
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import pathlib
@@ -87,6 +97,8 @@ from .config import (
     s3_secret_sql,
 )
 from .extensions import connect
+from .notify import Notifier, notifier_for
+from .serverless import check_layout, open_serverless
 
 T = TypeVar("T")
 LOG = logging.getLogger("sqlrooms_nb")
@@ -103,6 +115,7 @@ __all__ = [
     "Lake",
     "LakeJob",
     "StoredRoom",
+    "TailRow",
     "is_transient",
     "quote_ident",
     "retrying",
@@ -112,7 +125,7 @@ ALIAS = "lake"
 """Name the lake is attached as in the lake's private DuckDB instance."""
 SCHEMA = "sqlrooms_nb"
 """Schema of the project's tables inside the lake."""
-LAKE_SCHEMA_VERSION = 3
+LAKE_SCHEMA_VERSION = 4
 """Version of the table layout described in this module's docstring."""
 
 S3_SECRET_NAME = "sqlrooms_nb_lake_s3"
@@ -152,7 +165,7 @@ _TABLES: dict[str, str] = {
     "snapshots": """
         room VARCHAR NOT NULL, branch VARCHAR NOT NULL, writer VARCHAR NOT NULL,
         seq BIGINT NOT NULL, version BLOB, frontiers BLOB, change_count BIGINT,
-        byte_length BIGINT, bytes BLOB NOT NULL, created_at TIMESTAMPTZ""",
+        byte_length BIGINT, bytes BLOB NOT NULL, created_at TIMESTAMPTZ, lake_version BIGINT""",
     "tags": """
         room VARCHAR NOT NULL, branch VARCHAR NOT NULL, name VARCHAR NOT NULL,
         version VARCHAR NOT NULL, created_by VARCHAR, created_at TIMESTAMPTZ""",
@@ -173,8 +186,21 @@ _INLINE_LIMITS = {
     "branches": UPDATES_INLINE_ROW_LIMIT,
     "runs": UPDATES_INLINE_ROW_LIMIT,
 }
-_ADDED_IN: dict[int, tuple[str, ...]] = {2: ("branches",), 3: ("runs",)}
-"""Tables each layout version added: upgrading a lake creates them (nothing else changes)."""
+_ADDED_IN: dict[int, tuple[str, ...]] = {2: ("branches",), 3: ("runs",), 4: ()}
+"""Tables each layout version added: upgrading a lake creates them."""
+_COLUMNS_ADDED_IN: dict[int, tuple[tuple[str, str, str], ...]] = {
+    4: (("snapshots", "lake_version", "BIGINT"),),
+}
+"""Columns each layout version added to existing tables (table, column, type): upgrading a
+lake adds them as NULL columns (nothing else changes)."""
+
+_COVERED = (
+    "(coalesce(snapshot_id <= ?, false) OR coalesce(writer = ? AND seq <= ?, false) "
+    "OR coalesce(? IS NULL AND seq <= ?, false))"
+)
+"""SQL predicate on an ``updates`` row: covered by a snapshot (see the module docstring).
+Parameters: lake_version, writer, seq, lake_version, seq of the snapshot (seq 0 and the rest
+NULL when there is none)."""
 
 
 class LakeJob(Protocol):
@@ -203,7 +229,9 @@ class StoredRoom:
     ``snapshot``: bytes of the latest snapshot, ``None`` if there is none; ``snapshot_seq``: the
     seq it covers (0 without one); ``updates``: bytes of every update row with seq >
     ``snapshot_seq``, in (seq, writer) order; ``update_seqs``: their seqs, same order;
-    ``last_seq``: the largest seq of the room/branch in ``updates`` or ``snapshots``, 0 if none.
+    ``last_seq``: the largest seq of the room/branch in ``updates`` or ``snapshots``, 0 if none;
+    ``lake_version``: the DuckLake snapshot id the read saw (every row up to it is in the
+    snapshot or in ``updates``), the starting point of :meth:`Lake.tail`.
     """
 
     snapshot: bytes | None
@@ -211,6 +239,18 @@ class StoredRoom:
     updates: list[bytes]
     last_seq: int
     update_seqs: list[int] = field(default_factory=list)
+    lake_version: int = 0
+
+
+@dataclass(frozen=True)
+class TailRow:
+    """One ``updates`` row another writer wrote: ``writer``, ``seq``, ``update`` (its
+    ``bytes``: a Loro update), ``vv_to`` (encoded version vector after it)."""
+
+    writer: str
+    seq: int
+    update: bytes
+    vv_to: bytes
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -308,6 +348,8 @@ class Lake:
         self._jobs: list[LakeJob] = []
         self._flushes = 0
         self._jobs_lock = threading.Lock()  # guards _jobs and _flushes
+        # PostgreSQL catalog: LISTEN/NOTIFY wakes other kernels (see .notify); else polling.
+        self.notifier: Notifier | None = None
 
     # --- lifetime ------------------------------------------------------------------------------
 
@@ -334,7 +376,10 @@ class Lake:
         with _registry_lock:
             lake = _registry.get(config.identity)
             if lake is None:
-                lake = cls._create(config)
+                if config.serverless is None:
+                    lake = cls._create(config)
+                else:  # lease + catalog copy from the bucket, then _create (see .serverless)
+                    lake = open_serverless(config, cls._create)
                 _registry[config.identity] = lake
             lake._refs += 1
             return lake
@@ -356,7 +401,7 @@ class Lake:
             # (e.g. "table ... references schema id 1 that does not exist"): the retry then
             # finds the other's tables.
             retrying(
-                lake._ensure_tables,
+                (lambda: check_layout(lake)) if config.read_only else lake._ensure_tables,
                 what=f"create the sqlrooms_nb tables in {where}",
                 transient=lambda e: is_transient(e) or isinstance(e, duckdb.TransactionException),
             )
@@ -372,6 +417,12 @@ class Lake:
         except BaseException:
             con.close()
             raise
+        if config.catalog == "postgres":
+            lake.notifier = notifier_for(config.dsn)
+        from .maintenance import MaintenanceJob, MaintenancePolicy  # (import cycle)
+
+        if not config.read_only:
+            lake.add_job(MaintenanceJob(MaintenancePolicy(), lake=lake))
         return lake
 
     def release(self) -> None:
@@ -390,6 +441,8 @@ class Lake:
                 del _registry[self.config.identity]
             con = self._con
         self._run_jobs(final=True)
+        if self.notifier is not None:
+            self.notifier.close()
         with self._con_lock:
             self._con = None
         if con is not None:
@@ -414,6 +467,40 @@ class Lake:
             if self._con is None:
                 raise StorageError(f"the lake {self.location} is closed: open it again")
             return self._con.cursor()
+
+    # --- other kernels ---------------------------------------------------------------------------
+
+    def announce_rows(self, room: str, branch: str) -> None:
+        """Tell other kernels that this one committed rows of ``room``/``branch`` (a NOTIFY on
+        a PostgreSQL catalog; nothing otherwise: they poll). Never raises."""
+        if self.notifier is not None:
+            self.notifier.publish(f"rows/{room}/{branch}")
+
+    def on_rows(self, room: str, branch: str, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call ``wake()`` when another kernel announces rows of ``room``/``branch``; returns
+        the unsubscribe function (a no-op without a notifier)."""
+        if self.notifier is None:
+            return lambda: None
+        return self.notifier.subscribe(f"rows/{room}/{branch}", lambda _message: wake())
+
+    def announce_presence(self, room: str, update: bytes) -> None:
+        """Relay a view's presence update (Loro ephemeral-store bytes) of ``room`` to other
+        kernels (PostgreSQL catalog only; presence is never stored). Never raises."""
+        if self.notifier is not None:
+            self.notifier.publish(f"presence/{room}", update=base64.b64encode(update).decode())
+
+    def on_presence(self, room: str, apply: Callable[[bytes], None]) -> Callable[[], None]:
+        """Call ``apply(update)`` with presence updates other kernels relay for ``room``;
+        returns the unsubscribe function (a no-op without a notifier)."""
+        if self.notifier is None:
+            return lambda: None
+
+        def received(message: dict[str, object]) -> None:
+            update = message.get("update")
+            if isinstance(update, str):
+                apply(base64.b64decode(update))
+
+        return self.notifier.subscribe(f"presence/{room}", received)
 
     # --- jobs between flushes -------------------------------------------------------------------
 
@@ -477,7 +564,9 @@ class Lake:
     # --- reads ---------------------------------------------------------------------------------
 
     def load(self, room: str, branch: str, *, at_snapshot: int | None = None) -> StoredRoom:
-        """The latest snapshot and the later updates of ``room``/``branch`` (one consistent read).
+        """The snapshot of ``room``/``branch`` with the highest ``lake_version`` and every
+        ``updates`` row it does not cover (see the module docstring), in commit order, in one
+        consistent read. Any writer's snapshot serves: several kernels may write one room.
 
         ``at_snapshot`` reads the tables as they were at that DuckLake snapshot id (time
         travel, ``AT (VERSION => n)``) instead of now. Returns an empty :class:`StoredRoom` (no
@@ -494,16 +583,24 @@ class Lake:
             cur = self.cursor()
             try:
                 cur.execute("BEGIN TRANSACTION")
+                version = (
+                    int(at_snapshot) if at_snapshot is not None else self._current_version(cur)
+                )
                 snap = cur.execute(
-                    f"SELECT seq, bytes FROM {snapshots} WHERE room = ? AND branch = ? "
-                    "ORDER BY seq DESC, created_at DESC LIMIT 1",
+                    f"SELECT seq, bytes, writer, lake_version FROM {snapshots} "
+                    "WHERE room = ? AND branch = ? "
+                    # The snapshot covering the lake furthest: the rows it lacks are still
+                    # there even after a compaction deleted older ones (see .maintenance).
+                    "ORDER BY lake_version DESC NULLS LAST, change_count DESC NULLS LAST, "
+                    "seq DESC, created_at DESC LIMIT 1",
                     [room, branch],
                 ).fetchone()
                 snapshot_seq = int(snap[0]) if snap else 0
+                s_writer, s_version = (snap[2], snap[3]) if snap else (None, None)
                 rows = cur.execute(
-                    f"SELECT seq, bytes FROM {updates} WHERE room = ? AND branch = ? AND seq > ? "
-                    "ORDER BY seq, writer",
-                    [room, branch, snapshot_seq],
+                    f"SELECT seq, bytes FROM {updates} WHERE room = ? AND branch = ? "
+                    f"AND NOT {_COVERED} ORDER BY snapshot_id, seq, writer",
+                    [room, branch, s_version, s_writer, snapshot_seq, s_version, snapshot_seq],
                 ).fetchall()
                 last = cur.execute(
                     f"SELECT max(seq) FROM {updates} WHERE room = ? AND branch = ?",
@@ -522,9 +619,47 @@ class Lake:
                 updates=[bytes(row[1]) for row in rows],
                 last_seq=max(last_update, snapshot_seq),
                 update_seqs=[int(row[0]) for row in rows],
+                lake_version=version,
             )
 
         return retrying(read, what=f"read room {room!r} branch {branch!r} from {self.location}")
+
+    def tail(
+        self, cur: duckdb.DuckDBPyConnection, room: str, branch: str, *, after: int, writer: str
+    ) -> tuple[int, list[TailRow]]:
+        """What other writers added to ``room``/``branch`` since DuckLake snapshot ``after``.
+
+        Returns ``(lake_version, rows)``: the current DuckLake snapshot id and the ``updates``
+        rows inserted after ``after`` by writers other than ``writer``, ordered by writer and
+        seq; import them as one batch (Loro resolves dependencies within a batch). A lake
+        with no new snapshot costs one catalog lookup. Uses ``cur`` (the caller's thread's
+        cursor). Raises :class:`StorageError` if the lake cannot be read.
+        """
+
+        def read() -> tuple[int, list[TailRow]]:
+            try:
+                cur.execute("BEGIN TRANSACTION")
+                version = self._current_version(cur)
+                rows = []
+                if version > after:
+                    rows = cur.execute(
+                        f"SELECT writer, seq, bytes, vv_to FROM {self.table('updates')} "
+                        "WHERE room = ? AND branch = ? AND snapshot_id > ? AND writer <> ? "
+                        "ORDER BY writer, seq",
+                        [room, branch, after, writer],
+                    ).fetchall()
+                cur.execute("COMMIT")
+            except BaseException:
+                _rollback(cur)
+                raise
+            return version, [TailRow(r[0], int(r[1]), bytes(r[2]), bytes(r[3])) for r in rows]
+
+        return retrying(read, what=f"read new rows of room {room!r} branch {branch!r}")
+
+    def _current_version(self, cur: duckdb.DuckDBPyConnection) -> int:
+        """The lake's current DuckLake snapshot id (in ``cur``'s transaction)."""
+        row = cur.execute(f"SELECT id FROM {quote_ident(ALIAS)}.current_snapshot()").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
 
     def last_snapshot_seq(self, room: str, branch: str) -> int:
         """Seq of the latest snapshot of ``room``/``branch``, 0 if none. Raises StorageError."""
@@ -602,6 +737,12 @@ class Lake:
                 names = list(_TABLES)
             for name in names:
                 cur.execute(f"CREATE TABLE IF NOT EXISTS {self.table(name)} ({_TABLES[name]})")
+            for version in range(old + 1, LAKE_SCHEMA_VERSION + 1) if old else ():
+                for table, column, type_ in _COLUMNS_ADDED_IN.get(version, ()):
+                    cur.execute(
+                        f"ALTER TABLE {self.table(table)} ADD COLUMN IF NOT EXISTS "
+                        f"{quote_ident(column)} {type_}"
+                    )
             cur.execute("COMMIT")
             # Table options cannot be set on tables created in the same transaction.
             for name in names:

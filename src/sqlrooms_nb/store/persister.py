@@ -95,16 +95,21 @@ SNAPSHOTS_SCHEMA = pa.schema(
         ("byte_length", pa.int64()),
         ("bytes", pa.binary()),
         ("created_at", _TS),
+        ("lake_version", pa.int64()),
     ]
 )
 
 
-def snapshot_table(doc: LoroDoc, room: str, branch: str, writer: str, seq: int) -> pa.Table:
+def snapshot_table(
+    doc: LoroDoc, room: str, branch: str, writer: str, seq: int, lake_version: int | None = None
+) -> pa.Table:
     """One ``snapshots`` row (as a one-row Arrow table) holding a full snapshot of ``doc``.
 
-    ``seq`` is the last ``updates`` seq the snapshot covers. Call with the document not being
-    edited (the export commits any open transaction). Raises :class:`StorageError` if Loro
-    cannot export it.
+    ``seq`` is the last ``updates`` seq of ``writer`` the snapshot covers; ``lake_version`` the
+    DuckLake snapshot id up to which ``doc`` holds every ``updates`` row of the room/branch
+    (``None``: only ``writer``'s rows up to ``seq`` are covered; see :mod:`.lake`). Call with
+    the document not being edited (the export commits any open transaction). Raises
+    :class:`StorageError` if Loro cannot export it.
     """
     try:
         blob = doc.export(ExportMode.Snapshot())
@@ -129,6 +134,7 @@ def snapshot_table(doc: LoroDoc, room: str, branch: str, writer: str, seq: int) 
                 "byte_length": len(blob),
                 "bytes": blob,
                 "created_at": time.time_ns() // 1000,
+                "lake_version": lake_version,
             }
         ],
         schema=SNAPSHOTS_SCHEMA,
@@ -151,9 +157,15 @@ class FlushPolicy:
     max_changes: int = 1000
     max_bytes: int = 1 << 20
     snapshot_every_changes: int = 10_000
+    poll_s: float | None = 0.5
+    """How often the writer looks for rows other writers (kernels) added to its room/branch,
+    seconds; ``None`` never. A PostgreSQL catalog also wakes it at once (LISTEN/NOTIFY)."""
 
     def __post_init__(self) -> None:
-        for name in ("max_delay_s", "max_changes", "max_bytes", "snapshot_every_changes"):
+        names = ["max_delay_s", "max_changes", "max_bytes", "snapshot_every_changes"]
+        if self.poll_s is not None:
+            names.append("poll_s")
+        for name in names:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise ValidationError(
@@ -186,6 +198,13 @@ class _Flush:
         self.target = target
         self.event = threading.Event()
         self.error: StorageError | None = None
+
+
+class _Tail:
+    """Queue item: look for other writers' rows now (a NOTIFY arrived)."""
+
+
+_TAIL = _Tail()
 
 
 class _Stop(_Flush):
@@ -243,6 +262,15 @@ class Persister:
             splits a user action. Waited for at most ``DOC_LOCK_WAIT_S``.
         author: recorded as the ``author`` of this document's own peer's changes that carry no
             message (e.g. direct edits on ``room.doc``); other peers' changes name their own.
+        lake_version: the DuckLake snapshot id the recovery read (``StoredRoom.lake_version``):
+            every row up to it is in ``doc``. Tailing starts there.
+        on_remote: called on the writer thread with the update blobs other writers added, once
+            they are imported into ``doc`` (the caller relays them to its views).
+
+    Several writers (kernels) may write one room/branch at once: each writes its own rows and,
+    every ``policy.poll_s`` seconds or when :meth:`wake_tail` is called, imports the rows the
+    others added since the last DuckLake snapshot it saw (:meth:`Lake.tail`), in commit order,
+    and marks them saved (they are in the lake already, so this writer never writes them again).
 
     Starts the thread ``sqlrooms_nb-writer:<room>/<branch>``.
     """
@@ -262,6 +290,8 @@ class Persister:
         on_error: Callable[[StorageError], None] = _log_error,
         doc_lock: Any = None,
         author: str = "",
+        lake_version: int = 0,
+        on_remote: Callable[[list[bytes]], None] | None = None,
     ) -> None:
         self._lake = lake
         self._author = author
@@ -276,6 +306,8 @@ class Persister:
         self._on_saved = on_saved
         self._on_error = on_error
         self._doc_lock = doc_lock
+        self._on_remote = on_remote
+        self._lake_version = int(lake_version)
 
         self._state = threading.Lock()  # guards the fields below
         self._saved_vv = copy_vv(doc.oplog_vv)
@@ -292,11 +324,13 @@ class Persister:
         self._failures = 0
         self._retry_at: float | None = None
         self._unknown_attempt: int | None = None  # seq of a write whose outcome is unknown
+        self._next_tail_at = self._clock() if policy.poll_s is not None else None
 
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(
             target=self._run, name=f"sqlrooms_nb-writer:{room}/{branch}", daemon=True
         )
+        self._unlisten = lake.on_rows(room, branch, self.wake_tail)
         self._thread.start()
 
     # --- any thread ----------------------------------------------------------------------------
@@ -306,6 +340,16 @@ class Persister:
         """Version vector of everything known to be in the lake (a copy; any thread)."""
         with self._state:
             return copy_vv(self._saved_vv)
+
+    @property
+    def lake_version(self) -> int:
+        """DuckLake snapshot id up to which every row of the room/branch is in the document."""
+        return self._lake_version
+
+    def wake_tail(self) -> None:
+        """Look for other writers' rows now (any thread; e.g. on a PostgreSQL NOTIFY)."""
+        if not self._stopped:
+            self._queue.put(_TAIL)
 
     @property
     def last_seq(self) -> int:
@@ -409,6 +453,8 @@ class Persister:
                 with self._state:
                     self._wake_queued = False
                     closing = self._closing
+                if self._tail_due(items):
+                    self._tail(cur)
                 for it in items:
                     if isinstance(it, _Stop):
                         stops.append(it)
@@ -464,6 +510,7 @@ class Persister:
                 it.event.set()
             self._report(error)
         finally:
+            self._unlisten()
             if cur is not None:
                 cur.close()
 
@@ -492,6 +539,8 @@ class Persister:
         with self._state:
             first = self._first_pending_at
         deadlines = []
+        if self._next_tail_at is not None:
+            deadlines.append(self._next_tail_at)
         if self._retry_at is not None:
             deadlines.append(self._retry_at)
         elif first is not None:
@@ -503,6 +552,65 @@ class Persister:
             return self._queue.get(timeout=min(wait, 1.0) + 0.001)
         except queue.Empty:
             return None
+
+    def _tail_due(self, items: list[object]) -> bool:
+        if self._next_tail_at is None:
+            return False
+        return any(it is _TAIL for it in items) or self._clock() >= self._next_tail_at
+
+    def _tail(self, cur: duckdb.DuckDBPyConnection) -> None:
+        """Import the rows other writers added since :attr:`lake_version`; mark them saved."""
+        assert self._policy.poll_s is not None
+        self._next_tail_at = self._clock() + self._policy.poll_s
+        try:
+            version, rows = self._lake.tail(
+                cur, self._room, self._branch, after=self._lake_version, writer=self._writer
+            )
+        except StorageError as exc:  # an unreachable lake shows in flush errors; try later
+            LOG.debug("[sqlrooms_nb] tail of %s/%s failed: %s", self._room, self._branch, exc)
+            return
+        if rows:
+            blobs = [row.update for row in rows]
+            lock = self._doc_lock
+            if lock is not None and not lock.acquire(timeout=DOC_LOCK_WAIT_S * 10):
+                self._next_tail_at = self._clock() + DOC_LOCK_WAIT_S  # an edit is running
+                return
+            try:
+                status = self._doc.import_batch(blobs)
+            except BaseException as exc:
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                LOG.warning(
+                    "[sqlrooms_nb] rows of other writers of %s/%s could not be imported: %s",
+                    self._room,
+                    self._branch,
+                    exc,
+                )
+                return
+            finally:
+                if lock is not None:
+                    lock.release()
+            if status.pending is not None and not status.pending.is_empty:
+                # Commit order makes this impossible unless a row is missing: read again later.
+                LOG.warning(
+                    "[sqlrooms_nb] rows of other writers of %s/%s wait for changes not yet "
+                    "seen: %s",
+                    self._room,
+                    self._branch,
+                    status.pending.inner(),
+                )
+                return
+            saved = copy_vv(self._saved_vv)
+            for row in rows:
+                saved.merge(VersionVector.decode(row.vv_to))
+            with self._state:
+                self._saved_vv = saved
+            if self._on_remote is not None:
+                try:
+                    self._on_remote(blobs)
+                except BaseException:
+                    LOG.exception("[sqlrooms_nb] on_remote callback failed")
+        self._lake_version = version
 
     def _flush_and_maybe_snapshot(
         self, cur: duckdb.DuckDBPyConnection, *, final: bool
@@ -647,6 +755,7 @@ class Persister:
         with self._state:
             self._seq = seq
             self._saved_vv = vv_to
+        self._lake.announce_rows(self._room, self._branch)
         return n, vv_to
 
     def _author_of(self, peer: int, message: str | None) -> str:
@@ -752,9 +861,12 @@ class Persister:
         return True
 
     def _write_snapshot(self, cur: duckdb.DuckDBPyConnection) -> None:
-        """Write a full snapshot covering every update with seq <= the last one written."""
+        """Write a full snapshot: it covers this writer's rows and every row up to
+        :attr:`lake_version` (see :mod:`.lake`)."""
         with self._reading_doc():
-            table = snapshot_table(self._doc, self._room, self._branch, self._writer, self._seq)
+            table = snapshot_table(
+                self._doc, self._room, self._branch, self._writer, self._seq, self._lake_version
+            )
         with self._lake.write_lock:
             self._lake.retrying(
                 lambda: self._insert_snapshot(cur, table),

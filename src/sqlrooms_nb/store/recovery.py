@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 
 from loro import ExportMode, LoroDoc
 
@@ -11,6 +12,16 @@ from ..errors import RecoveryError
 from .lake import Lake
 
 LOG = logging.getLogger("sqlrooms_nb")
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """What :func:`recover_room` loaded: ``last_seq`` (largest seq of the room/branch, the
+    persister's ``start_seq``) and ``lake_version`` (DuckLake snapshot id the read saw: every
+    row up to it is in the document; the persister tails from there)."""
+
+    last_seq: int
+    lake_version: int
 
 
 def recover(
@@ -22,12 +33,25 @@ def recover(
     warm: bool = True,
     at_snapshot: int | None = None,
 ) -> int:
-    """Load ``room``/``branch`` from ``lake`` into ``doc`` and return the last seq stored.
+    """:func:`recover_room`, returning only ``last_seq``."""
+    return recover_room(lake, room, branch, doc, warm=warm, at_snapshot=at_snapshot).last_seq
+
+
+def recover_room(
+    lake: Lake,
+    room: str,
+    branch: str,
+    doc: LoroDoc,
+    *,
+    warm: bool = True,
+    at_snapshot: int | None = None,
+) -> Recovered:
+    """Load ``room``/``branch`` from ``lake`` into ``doc``; return :class:`Recovered`.
 
     ``doc`` should be empty (a fresh :func:`sqlrooms_nb.notebook.new_doc`); importing into a
     non-empty doc merges (CRDT import is idempotent). The latest snapshot is imported first,
-    then every later update in one ``import_batch``. Returns ``StoredRoom.last_seq`` (0 for a
-    room never written): pass it to the persister as ``start_seq``.
+    then every update it does not cover, in commit order, in one ``import_batch`` (see
+    :meth:`Lake.load`). ``last_seq`` is 0 for a room never written.
 
     With ``warm`` (default) and a snapshot loaded, a daemon thread then pays Loro's lazy history
     decode (~240 ms per 100k ops) off the request path. ``at_snapshot`` recovers the room as
@@ -68,7 +92,7 @@ def recover(
         threading.Thread(
             target=_warm_history, args=(doc,), name=f"sqlrooms_nb-warm:{room}/{branch}", daemon=True
         ).start()
-    return stored.last_seq
+    return Recovered(last_seq=stored.last_seq, lake_version=stored.lake_version)
 
 
 def _find_bad_update(
