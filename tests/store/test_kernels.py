@@ -5,8 +5,8 @@ that opens the room afterwards, end equal to the trace's ``endContent``.
 Each agent's transaction is applied only after its parents arrived through the lake (see
 tests/store/trace_agent.py), so the replay crosses kernels ~1,300 times on its critical path.
 The full trace runs with LISTEN/NOTIFY; the poll-only mode replays a prefix (the default 500 ms
-poll makes each crossing cost ~0.25-0.5 s). benchmarks/kernels_convergence.py reports the
-latency figures of both modes."""
+poll makes each crossing cost ~0.25-0.5 s). Each test prints its latency figures (run with
+``pytest -s``)."""
 
 from __future__ import annotations
 
