@@ -29,11 +29,12 @@ BUNDLE := src/sqlrooms_nb/static/widget.js
 JS_SOURCES := $(shell find js -type f -not -name '*.test.ts' -not -path 'js/testing/*' 2>/dev/null) \
 	package.json tsconfig.json
 
-.PHONY: help demo test setup setup-test postgres-server lint typecheck js-test pytest browser-test clean
+.PHONY: help demo test test-slow setup setup-test postgres-server lint typecheck js-test pytest browser-test clean
 
 help:
 	@echo "make demo   set up .venv, build the widget, start marimo on http://$(HOST):$(PORT)"
 	@echo "make test   set up (plus Debian chromium), then ruff, mypy, tsc, JS tests, pytest"
+	@echo "make test-slow   the same pytest suite at full size (fault, fuzz and load tests)"
 
 # --- set-up ---------------------------------------------------------------------------------
 
@@ -114,6 +115,11 @@ js-test: setup-test
 pytest: setup-test
 	test -d $(CONTRACT) || { echo "missing contract tests: $(CONTRACT)" >&2; exit 1; }
 	$(BIN)/python -m pytest -c pyproject.toml --rootdir . tests $(CONTRACT)
+
+# The whole suite at full size (kill points, fuzz cases, load seconds): see README "Guarantees".
+test-slow: setup-test
+	test -d $(CONTRACT) || { echo "missing contract tests: $(CONTRACT)" >&2; exit 1; }
+	$(BIN)/python -m pytest -c pyproject.toml --rootdir . --slow --timeout 1800 tests $(CONTRACT)
 
 browser-test: setup-test
 	$(BIN)/python -m pytest -c pyproject.toml --rootdir . tests/browser
