@@ -29,12 +29,13 @@ BUNDLE := src/sqlrooms_nb/static/widget.js
 JS_SOURCES := $(shell find js -type f -not -name '*.test.ts' -not -path 'js/testing/*' 2>/dev/null) \
 	package.json tsconfig.json
 
-.PHONY: help demo test test-slow setup setup-test postgres-server lint typecheck js-test pytest browser-test clean
+.PHONY: help demo test test-slow bench setup setup-test postgres-server lint typecheck js-test pytest browser-test clean
 
 help:
 	@echo "make demo   set up .venv, build the widget, start marimo on http://$(HOST):$(PORT)"
 	@echo "make test   set up (plus Debian chromium), then ruff, mypy, tsc, JS tests, pytest"
 	@echo "make test-slow   the same pytest suite at full size (fault, fuzz and load tests)"
+	@echo "make bench  the benchmark suite at full size (BENCH_ARGS='--size medium --only persist')"
 
 # --- set-up ---------------------------------------------------------------------------------
 
@@ -58,7 +59,7 @@ $(VENV)/.snb-demo: pyproject.toml hatch_build.py | $(BIN)/python $(BUNDLE)
 	touch $@
 
 $(VENV)/.snb-test: pyproject.toml hatch_build.py | $(BIN)/python $(BUNDLE)
-	$(PIP) install -e '.[demo,test,shared]'
+	$(PIP) install -e '.[demo,test,shared,bench]'
 	touch $@ $(VENV)/.snb-demo
 
 $(CHROMIUM):
@@ -120,6 +121,12 @@ pytest: setup-test
 test-slow: setup-test
 	test -d $(CONTRACT) || { echo "missing contract tests: $(CONTRACT)" >&2; exit 1; }
 	$(BIN)/python -m pytest -c pyproject.toml --rootdir . --slow --timeout 1800 tests $(CONTRACT)
+
+# The benchmark suite, full size: one table, plots and results.json in benchmarks/results/
+# (benchmarks/README.md). CI runs the smoke size through tests/test_benchmarks_smoke.py.
+BENCH_ARGS ?=
+bench: $(VENV)/.snb-test $(BUNDLE)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 browser-test: setup-test
 	$(BIN)/python -m pytest -c pyproject.toml --rootdir . tests/browser
