@@ -35,3 +35,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def slow(pytestconfig: pytest.Config) -> bool:
     """True in the slow suite (``--slow``): tests pick full sizes, else the CI sizes."""
     return bool(pytestconfig.getoption("--slow"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _spill_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Spill files (store/spill.py) of every room the tests open go to a temporary folder, never
+    to the user's state folder; subprocess kernels inherit it through the environment."""
+    os.environ.setdefault("SQLROOMS_NB_SPILL_DIR", str(tmp_path_factory.mktemp("spill")))

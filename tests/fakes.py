@@ -49,6 +49,8 @@ class FakeView:
             kind = content["kind"]
             if content.get("to") not in (None, self.view):
                 continue
+            if kind == "error" and content.get("code") == "resync":
+                self.hello()  # as js/sync.ts does: the handshake re-sends what the kernel lacks
             if kind in ("update", "saved") and content["branch"] != self.branch:
                 continue  # another branch's document, as js/sync.ts ignores it
             if kind == "welcome":

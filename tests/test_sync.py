@@ -134,18 +134,43 @@ def test_a_malformed_version_vector_is_a_protocol_error():
         Kernel().hub.handle(p.Hello(view=p.ViewId("v"), version=b"\xff\xff\xff"))
 
 
-def test_an_update_with_missing_dependencies_asks_the_view_to_resync():
+def test_an_update_with_missing_dependencies_is_refused_and_the_view_told_to_resync():
     k = Kernel()
     peer = Peer("gap")
     first = peer.edit("a")
     second = peer.edit("b")
     out = k.hub.handle(second)  # the kernel never saw `first`
-    assert isinstance(out[-1], p.Welcome) and out[-1].to == "gap"
-    reply = peer.on_welcome(out[-1])
+    assert [(type(m), m.code, m.to) for m in out] == [(p.Error, "resync", "gap")]
+    # Refused before import: nothing relayed, counted, applied, or parked in Loro's pending queue.
+    assert k.text() == "" and k.doc.oplog_vv == VersionVector() and k.imported == []
+    assert k.doc.export_pending_updates() is None
+    reply = peer.on_welcome(k.hub.handle(peer.hello())[0])  # the view resyncs: hello again
     assert reply is not None
     k.hub.handle(reply)
     assert k.text() == "ab"
     del first
+
+
+def test_a_batch_with_a_gap_imports_what_it_can_and_refuses_the_rest():
+    k = Kernel()
+    peer = Peer("v")
+    first = peer.edit("a").updates[0]
+    second = peer.edit("b").updates[0]
+    third = peer.edit("c").updates[0]
+    # Out of order: `second` waits for `first`, which comes later in the batch.
+    out = k.hub.handle(p.ClientUpdate(view=peer.view, updates=(second, first)))
+    assert [type(m) for m in out] == [p.ServerUpdate] and k.text() == "ab"
+    assert set(out[0].updates) == {first, second}
+    # A duplicate adds nothing and is not relayed again.
+    assert k.hub.handle(p.ClientUpdate(view=peer.view, updates=(first,))) == []
+    other = Peer("w")
+    lost = other.edit("x")  # never reaches the kernel
+    del lost
+    after = other.edit("y").updates[0]
+    out = k.hub.handle(p.ClientUpdate(view=other.view, updates=(third, after)))
+    assert [type(m) for m in out] == [p.ServerUpdate, p.Error]
+    assert out[0].updates == (third,) and out[1].code == "resync" and out[1].to == "w"
+    assert k.text() == "abc"
 
 
 def test_three_peers_typing_concurrently_converge_through_the_hub():

@@ -16,6 +16,12 @@ later updates) and no writer is started, so they are safe next to running kernel
 
 Exit codes: 0 done; 1 a ``doctor`` check failed; 2 a usage error or an error of sqlrooms_nb (one
 line on stderr, ``sqlrooms-nb: error: <message>``, never a traceback); 130 interrupted.
+
+Names (room, ``--branch``) follow :mod:`sqlrooms_nb.names` and are checked before the lake is
+read. Damaged rows (see :mod:`sqlrooms_nb.store.checksums`): when the room could be rebuilt from
+the other rows with nothing missing, ``history`` and ``export`` work and the damage is logged
+(``[sqlrooms_nb] ...`` on stderr); when changes are missing they fail (exit 2) with a message
+naming the damaged rows and the missing changes, rather than print an incomplete notebook.
 """
 
 from __future__ import annotations
@@ -256,6 +262,7 @@ def _cmd_rooms(args: argparse.Namespace) -> int:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
+    _check_names(args)
     lake = _open(args.lake)
     try:
         doc = _load(lake, args.room, args.branch)
@@ -279,7 +286,10 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    if args.output is not None and any(ch < " " or ch == "\x7f" for ch in args.output):
+        raise ValidationError(f"the output file name {args.output!r:.80} holds a control character")
     fmt = args.format or _format_of(args.output)
+    _check_names(args)
     lake = _open(args.lake)
     try:
         doc = _load(lake, args.room, args.branch)
@@ -301,6 +311,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
         pathlib.Path(args.output).write_text(text, encoding="utf-8")
         print(f"wrote {args.output} ({fmt}, version {version})", file=sys.stderr)
     return 0
+
+
+def _check_names(args: argparse.Namespace) -> None:
+    """The room and branch arguments, checked before the lake is opened. Raises
+    :class:`ValidationError`."""
+    validate_room_id(args.room)
+    validate_room_id(args.branch, "branch name")
 
 
 def _format_of(output: str | None) -> str:

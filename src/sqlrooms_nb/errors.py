@@ -61,6 +61,31 @@ class ProtocolError(SqlRoomsError):
     code = "protocol"
 
 
+class ResyncError(ProtocolError):
+    """A view's update depends on changes the kernel does not have (a gap: an earlier update
+    of the view was lost or refused). Nothing of it was imported; the view keeps its changes
+    and re-sends them after a new handshake (``hello``), which it does on this code."""
+
+    code = "resync"
+
+
+class RateLimitError(ProtocolError):
+    """A view sent more messages (or bytes) than the kernel accepts per second from one view
+    (see :mod:`sqlrooms_nb.ratelimit`). Its messages are refused until it slows down; a view
+    re-sends refused document updates with a new handshake once it is under the limit."""
+
+    code = "rate_limited"
+
+
+class ReadOnlyError(SqlRoomsError, PermissionError):
+    """The room, or the view a message came from, is read-only: it may read (cells, history,
+    previews, result pages, exports, charts) but not change the document or start runs.
+    Open the room without ``readonly=True`` (or display ``room.widget`` rather than
+    ``room.view(readonly=True)``) to edit."""
+
+    code = "read_only"
+
+
 class DocumentError(SqlRoomsError):
     """Loro refused an operation or an update (corrupt bytes, wrong container...)."""
 
@@ -127,6 +152,51 @@ class RecoveryError(StorageError):
     """The room's stored history could not be loaded into a document."""
 
     code = "recovery"
+
+
+class CorruptionError(StorageError):
+    """Stored bytes do not match the checksum written with them (or cannot be read back):
+    one ``updates`` or ``snapshots`` row is damaged. The message names the row and says what
+    was done about it (the row is skipped; the room opens from the rest).
+
+    ``room``, ``branch``, ``table`` (``"updates"`` | ``"snapshots"``), ``writer``, ``seq``
+    and ``lake_snapshot`` (the DuckLake snapshot id that inserted the row, ``None`` if
+    unknown) identify the row; any of them is ``""`` / ``None`` when not known.
+    """
+
+    code = "corrupt"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        room: str = "",
+        branch: str = "",
+        table: str = "",
+        writer: str = "",
+        seq: int | None = None,
+        lake_snapshot: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.room = room
+        self.branch = branch
+        self.table = table
+        self.writer = writer
+        self.seq = seq
+        self.lake_snapshot = lake_snapshot
+
+    @property
+    def key(self) -> tuple[str, str, str, str, int | None, int | None]:
+        """The row's identity: ``(room, branch, table, writer, seq, lake_snapshot)``."""
+        return (self.room, self.branch, self.table, self.writer, self.seq, self.lake_snapshot)
+
+
+class SpillError(StorageError):
+    """The local spill file (unsaved changes kept on the kernel's disk while the lake is
+    unreachable, see :mod:`sqlrooms_nb.store.spill`) cannot be written or read: the changes
+    stay in the kernel's memory. Free disk space or set ``SQLROOMS_NB_SPILL_DIR``."""
+
+    code = "spill"
 
 
 class ClosedError(SqlRoomsError):

@@ -141,12 +141,14 @@ def to_sql(notebook: ExportedNotebook) -> str:
     out = _comment(_header_lines(notebook))
     out.append("-- Run it with the duckdb command line (DuckDB >= 1.1): duckdb < this-file.sql")
     if missing:
-        out.append(f"-- Reads tables no cell defines (create them first): {', '.join(missing)}")
+        out.append(
+            _one_line(f"-- Reads tables no cell defines (create them first): {', '.join(missing)}")
+        )
     params = {name for _, name, _ in inputs if name}
     if inputs:
         out += ["", "-- Inputs: SQL cells read them as getvariable('name')."]
     for cell, name, spec in inputs:
-        out.append(f"-- input {name or '(unnamed)'} ({spec.type})" + _note(cell.source))
+        out.append(_one_line(f"-- input {name or '(unnamed)'} ({spec.type})") + _note(cell.source))
         if spec.options_sql.strip():
             out += _comment([f"options: {line}" for line in spec.options_sql.splitlines()])
         if name:
@@ -168,7 +170,7 @@ def _sql_statements(cell: nb.Cell, params: set[str]) -> list[str]:
         f"getvariable({_literal(piece.name)})" if isinstance(piece, _Param) else piece
         for piece in _split_params(cell.source, params)
     )
-    out = [f"-- cell {cell.name or cell.id}" + _unbound(cell.source, params)]
+    out = [_one_line(f"-- cell {cell.name or cell.id}" + _unbound(cell.source, params))]
     try:
         statements = duckdb.extract_statements(text)
     except duckdb.Error as exc:
@@ -298,7 +300,7 @@ def to_ipynb(notebook: ExportedNotebook) -> str:
     ]
     params = [
         f"{names.input_var[cell.id]} = {_python_value(notebook.inputs.get(cell.id))!r}"
-        + (f"  # {cell.name}" if names.input_var[cell.id] != cell.name else "")
+        + (_one_line(f"  # {cell.name}") if names.input_var[cell.id] != cell.name else "")
         for cell in notebook.cells
         if cell.kind == "input"
     ]
@@ -475,7 +477,7 @@ def _sql_call(
     refs = [names.sql_var[u] for u in graph.upstream.get(cell.id, ()) if u in names.sql_var]
     refs += used + (["sql_literal"] if used else [])
     unbound = _unbound(cell.source, set(names.param_var))
-    body = [f"# {cell.name}{unbound}"] if unbound else []
+    body = [_one_line(f"# {cell.name}{unbound}")] if unbound else []
     # One logical line: the SQL inside the string keeps its own indentation.
     body.append(f'{var or "_result"} = {call}(f"""\n{text}\n""")')
     return body, refs, [var] if var else []
@@ -590,7 +592,15 @@ def _note(text: str) -> str:
 
 
 def _comment(lines: Sequence[str], mark: str = "--") -> list[str]:
-    return [f"{mark} {line}".rstrip() for line in lines]
+    return [_one_line(f"{mark} {line}").rstrip() for line in lines]
+
+
+def _one_line(text: str) -> str:
+    """``text`` with every line break (``\\n``, ``\\r``, ``\\u2028``... all that
+    :meth:`str.splitlines` knows) turned into a space: text that goes into a ``--`` or ``#``
+    comment of a generated file (a cell name, a room id: names a view can set to anything
+    through the document) can never end the comment and become code."""
+    return " ".join(text.splitlines()) if text else text
 
 
 def _indent(line: str) -> str:

@@ -132,11 +132,46 @@ def parse_version(doc: LoroDoc, version: str | Version) -> Frontiers:
         raise ValidationError(f"{text!r:.80} is not a version id (see room.history())") from None
     if version_id(frontiers) != text:  # trailing bytes or another spelling: not one of ours
         raise ValidationError(f"{text!r:.80} is not a version id (see room.history())")
+    if not _counters_valid(raw):  # Loro would panic below and poison the document for good
+        raise ValidationError(f"{text!r:.80} is not a version id (see room.history())")
     if doc.frontiers_to_vv(frontiers) is None:  # names ops this document does not have
         raise ValidationError(
             f"version {text!r:.80} is not in this notebook's history (from another room or branch?)"
         )
     return frontiers
+
+
+def _counters_valid(raw: bytes) -> bool:
+    """Whether every id in encoded frontiers ``raw`` has a counter >= 0.
+
+    Found by fuzzing: Loro 1.17 panics in ``frontiers_to_vv`` on a negative counter, and the
+    panic poisons the document's lock, so every later call on it panics too. ``Frontiers`` has
+    no accessor for its ids, so this reads the encoding (which ``decode`` accepted and the
+    round trip in :func:`parse_version` matched): a varint count, then per id a varint peer and
+    a zigzag varint counter (odd = negative).
+    """
+    pos = 0
+
+    def varint() -> int:
+        nonlocal pos
+        value = shift = 0
+        while pos < len(raw):
+            byte = raw[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+        raise ValueError("truncated varint")
+
+    try:
+        for _ in range(varint()):
+            varint()  # peer
+            if varint() & 1:  # zigzag: odd encodes a negative counter
+                return False
+    except ValueError:
+        return False
+    return pos == len(raw)
 
 
 # --- changes and sessions -------------------------------------------------------------------

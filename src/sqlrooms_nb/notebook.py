@@ -67,8 +67,9 @@ MAX_INPUT_TEXT = 10_000
 InputValue = str | float | None
 """An input cell's value: a string (text, select), a number (number), ``None`` (unset)."""
 
-_CELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_CELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# \Z, not $: "$" also matches before a trailing newline ("q1\n" passed).
+_CELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+_CELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 
 
 @dataclass(frozen=True)

@@ -67,8 +67,11 @@ Kernel -> views ("server" messages)
             with whatever it has beyond the kernel's version vector (if anything).
 ``update``  {origin, branch}            buffers: [update, ...]  every update the kernel imported
             or made, re-broadcast to all views.
-``saved``   {branch}                    buffers: [version vector]  everything up to this version
-            is durable in the lake.
+``saved``   {branch, lake?, kept?, unkept?}  buffers: [version vector]  everything up to this
+            version is durable in the lake. ``lake: "unreachable"`` (absent otherwise) says the
+            lake cannot be written now: ``kept`` changes beyond the version are fsynced in the
+            kernel's spill file, ``unkept`` are in its memory only; written when the lake is
+            back (a ``saved`` without ``lake`` follows).
 ``run_started`` {id, cell, view, branch}  a run began (``view`` = who asked, ``None`` for Python).
 ``run_progress`` {cell, branch, elapsed_ms, percent}  a running cell, every ~250 ms: elapsed wall
             time (ms) and DuckDB's query progress (0-100, ``None`` when DuckDB cannot tell).
@@ -128,7 +131,20 @@ Bad version ids are answered by ``error`` addressed to the view with the request
 
 Every client message must carry ``view`` (a string of 1-64 URL-safe characters). A message that
 cannot be decoded raises :class:`~sqlrooms_nb.errors.ProtocolError`; the room replies with an
-``error`` addressed to the view (if one could be read) and changes nothing.
+``error`` addressed to the view (if one could be read) and changes nothing. Limits: JSON content
+of at most :data:`MAX_CONTENT_BYTES` characters nested at most :data:`MAX_CONTENT_DEPTH` deep, at
+most :data:`MAX_BUFFERS` buffers of :data:`MAX_UPDATE_BYTES` bytes in all.
+
+Error codes a view acts on (besides showing the message):
+
+- ``resync``: an ``update`` depended on changes the kernel lacks, so none of its blobs that
+  did were imported: the view sends a new ``hello``, and the handshake re-sends them.
+- ``rate_limited``: the view sent too much too fast (see :mod:`sqlrooms_nb.ratelimit`); its
+  messages are refused until it slows down. The view waits a moment, then sends a new
+  ``hello`` (re-sending whatever updates were refused).
+- ``read_only``: the view (or the whole room) is read-only; the kernel decides this per widget,
+  never from anything a view sends. Read-only views may send ``hello``, ``ping``, ``awareness``,
+  ``history``, ``preview``, a previewing ``merge``, ``page``, ``export`` and ``chart_data``.
 """
 
 from __future__ import annotations
@@ -144,7 +160,22 @@ PROTOCOL_VERSION = 2
 """Bumped whenever a message changes shape; views send nothing the kernel cannot read."""
 
 MAX_UPDATE_BYTES = 32 * 1024 * 1024
-"""Largest total of update bytes accepted in one client message (bytes)."""
+"""Largest total of buffer bytes accepted in one client message (bytes). A view's handshake
+reply carries everything it made while the kernel did not have it: a whole 5,000-cell notebook
+of 1 KB cells is a 5.6 MB update, so 32 MiB leaves ~6x headroom, while a message of that size
+(43 MB of base64 in one marimo HTTP POST) is about the most a kernel should take in one go."""
+MAX_CONTENT_BYTES = 64 * 1024
+"""Largest JSON content of one client message (characters of its JSON text, estimated). The
+largest legitimate one, a ``page`` request with 16 sort keys of 1024-character column names,
+is ~17 K."""
+MAX_CONTENT_DEPTH = 8
+"""Deepest nesting of containers accepted in a client message's JSON content (the protocol
+uses 3: a list of sort-key objects in the message object)."""
+MAX_MESSAGE_BYTES = MAX_UPDATE_BYTES + MAX_CONTENT_BYTES
+"""Largest whole client message: JSON content plus buffers (bytes)."""
+MAX_BUFFERS = 10_000
+"""Most buffers in one client message (each update blob is one; a view coalesces its local
+updates every 20 ms, so even a long offline spell sent as separate blobs stays far below)."""
 
 ViewId = NewType("ViewId", str)
 RequestId = NewType("RequestId", str)
@@ -153,10 +184,11 @@ CLIENT_KINDS = ("hello", "update", "run", "ping", "awareness", "history", "previ
 # Each tuple stays on one line (js/protocol.ts and the tests parse these lines).
 SERVER_KINDS = ("welcome", "update", "saved", "run_started", "result", "error", "pong", "awareness", "history", "preview", "restored", "branches", "branch_created", "merge_preview", "merged", "chart_data", "page", "export", "run_progress", "cancelled", "stale", "queued", "catalog", "input_options")  # noqa: E501  # fmt: skip
 
-_TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_CELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_VERSION = re.compile(r"^[A-Za-z0-9_-]{1,4096}$")
-_NAME = re.compile(r"^(?!\.+$)[A-Za-z0-9_.-]{1,128}$")
+# \Z, not $: "$" also matches before a trailing newline ("main\n" passed).
+_TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
+_CELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+_VERSION = re.compile(r"^[A-Za-z0-9_-]{1,4096}\Z")
+_NAME = re.compile(r"^(?!\.+\Z)[A-Za-z0-9_.-]{1,128}\Z")
 """Branch names (the room-id rule: 1-128 of ``[A-Za-z0-9_.-]``, not only dots)."""
 
 HISTORY_PAGE = 50
@@ -373,6 +405,27 @@ ClientMessage = (
 )
 
 
+def is_read_only(message: ClientMessage) -> bool:
+    """Whether a read-only view may send ``message``: it reads (handshake, presence, history,
+    previews, a merge preview, result pages, exports, chart data) rather than changing the
+    document or starting, stopping or queueing runs (which every view sees)."""
+    if isinstance(message, MergeRequest):
+        return message.preview
+    return isinstance(
+        message,
+        (
+            Hello,
+            Ping,
+            ClientAwareness,
+            HistoryRequest,
+            PreviewRequest,
+            PageRequest,
+            ExportRequest,
+            ChartDataRequest,
+        ),
+    )
+
+
 # --- server messages (kernel -> views) ------------------------------------------------------
 
 
@@ -401,10 +454,18 @@ class ServerUpdate:
 
 @dataclass(frozen=True)
 class Saved:
-    """Everything up to ``version`` (encoded version vector) is durable in the lake."""
+    """Everything up to ``version`` (encoded version vector) is durable in the lake.
+
+    ``lake``: ``"ok"``, or ``"unreachable"`` while flushes fail; then ``kept`` / ``unkept``
+    count the Loro changes beyond ``version`` kept in the kernel's spill file / only in its
+    memory (both 0 when ``lake`` is ``"ok"``).
+    """
 
     version: bytes
     branch: str = "main"
+    lake: Literal["ok", "unreachable"] = "ok"
+    kept: int = 0
+    unkept: int = 0
     kind: Literal["saved"] = "saved"
 
 
@@ -804,18 +865,20 @@ def decode_client(content: object, buffers: Sequence[Buffer] | None) -> ClientMe
     (bytes, bytearray or memoryview; Jupyter gives memoryviews). Buffers are copied to
     ``bytes`` because Loro only imports ``bytes``.
 
-    Raises :class:`ProtocolError` for anything malformed: not an object, unknown ``kind``,
-    missing or ill-typed fields, missing buffers, or more than :data:`MAX_UPDATE_BYTES`.
+    Raises :class:`ProtocolError` for anything malformed: not an object, content larger than
+    :data:`MAX_CONTENT_BYTES` or nested deeper than :data:`MAX_CONTENT_DEPTH`, unknown ``kind``,
+    missing or ill-typed fields, missing or non-binary buffers, more than :data:`MAX_BUFFERS`
+    buffers or :data:`MAX_UPDATE_BYTES` buffer bytes. The sizes are checked before anything is
+    copied.
     """
     if not isinstance(content, dict):
         raise ProtocolError(f"a message must be a JSON object, got {type(content).__name__}")
+    content_size(content)
     kind = content.get("kind")
-    if kind not in CLIENT_KINDS:
+    if not isinstance(kind, str) or kind not in CLIENT_KINDS:
         raise ProtocolError(f"unknown message kind {kind!r:.40}; expected one of {CLIENT_KINDS}")
     view = ViewId(_str_field(content, "view"))
-    bufs = [bytes(b) for b in (buffers or [])]
-    if sum(len(b) for b in bufs) > MAX_UPDATE_BYTES:
-        raise ProtocolError(f"message buffers exceed {MAX_UPDATE_BYTES} bytes")
+    bufs = _buffers(buffers)
     branch = _optional(content, "branch", _NAME)
     if kind == "hello":
         if len(bufs) != 1:
@@ -901,6 +964,72 @@ def decode_client(content: object, buffers: Sequence[Buffer] | None) -> ClientMe
     return Ping(view=view, id=request)
 
 
+def message_bytes(content: object, buffers: Sequence[Buffer] | None) -> int:
+    """Size of a client message for rate limiting: buffer bytes plus a flat 256 for the JSON
+    content (never raises; anything malformed counts as 256 and is refused by the decoder)."""
+    total = 256
+    if isinstance(buffers, (list, tuple)):
+        for b in buffers[: MAX_BUFFERS + 1]:
+            if isinstance(b, (bytes, bytearray, memoryview)):
+                total += memoryview(b).nbytes
+    return total
+
+
+def content_size(content: object) -> int:
+    """Estimated length of ``content`` as JSON text (characters: strings count their code
+    points, numbers, booleans and null 8 each). Walks iteratively and stops early: raises
+    :class:`ProtocolError` as soon as the estimate passes :data:`MAX_CONTENT_BYTES` or nesting
+    passes :data:`MAX_CONTENT_DEPTH` (so neither a huge nor a deeply nested payload costs more
+    than the limit to refuse)."""
+    total = 0
+    stack: list[tuple[object, int]] = [(content, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_CONTENT_DEPTH:
+            raise ProtocolError(f"message content is nested deeper than {MAX_CONTENT_DEPTH} levels")
+        if isinstance(value, str):
+            total += len(value) + 2
+        elif isinstance(value, dict):
+            total += 2 + 4 * len(value)
+            if total <= MAX_CONTENT_BYTES:
+                for key, item in value.items():
+                    total += len(key) if isinstance(key, str) else 8
+                    stack.append((item, depth + 1))
+        elif isinstance(value, (list, tuple)):
+            total += 2 + len(value)
+            if total <= MAX_CONTENT_BYTES:
+                stack.extend((item, depth + 1) for item in value)
+        else:
+            total += 8
+        if total > MAX_CONTENT_BYTES:
+            raise ProtocolError(
+                f"message content is larger than {MAX_CONTENT_BYTES} characters of JSON; "
+                "binary data goes in buffers"
+            )
+    return total
+
+
+def _buffers(buffers: object) -> list[bytes]:
+    """The message's buffers copied to ``bytes``, after checking their types, count and total
+    size (before any copy). Raises :class:`ProtocolError`."""
+    if buffers is None:
+        return []
+    if not isinstance(buffers, (list, tuple)):
+        raise ProtocolError(f"buffers must be a list, got {type(buffers).__name__}")
+    if len(buffers) > MAX_BUFFERS:
+        raise ProtocolError(f"a message may carry at most {MAX_BUFFERS} buffers")
+    total = 0
+    for b in buffers:
+        if not isinstance(b, (bytes, bytearray, memoryview)):
+            raise ProtocolError(f"buffers must be binary, got {type(b).__name__}")
+        total += memoryview(b).nbytes
+    if total > MAX_UPDATE_BYTES:
+        raise ProtocolError(
+            f"message buffers exceed {MAX_UPDATE_BYTES} bytes ({total}); send less at once"
+        )
+    return [bytes(b) for b in buffers]
+
+
 def _optional(content: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str | None:
     """An optional string field: ``None`` when absent or null, else it must match."""
     if content.get(name) is None:
@@ -970,7 +1099,12 @@ def encode_server(message: ServerMessage) -> Outgoing:
             list(message.updates),
         )
     if isinstance(message, Saved):
-        return Outgoing({"kind": "saved", "branch": message.branch}, [message.version])
+        outage = (
+            {"lake": message.lake, "kept": message.kept, "unkept": message.unkept}
+            if message.lake != "ok"
+            else {}
+        )
+        return Outgoing({"kind": "saved", "branch": message.branch, **outage}, [message.version])
     if isinstance(message, ServerAwareness):
         return Outgoing({"kind": "awareness", "origin": message.origin}, [message.update])
     if isinstance(message, RunStarted):

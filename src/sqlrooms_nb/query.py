@@ -42,7 +42,7 @@ import duckdb
 import pyarrow as pa
 
 from .deps import parameter_names
-from .errors import CancelledError, QueryError
+from .errors import CancelledError, QueryError, ValidationError
 from .notebook import validate_cell_name
 
 PREVIEW_ROWS = 1000
@@ -75,7 +75,12 @@ class QueryResult:
 
 
 def quote_ident(name: str) -> str:
-    """``name`` as a double-quoted SQL identifier (embedded quotes doubled)."""
+    """``name`` as a double-quoted SQL identifier (embedded quotes doubled).
+
+    Raises :class:`~sqlrooms_nb.errors.ValidationError` for a name holding a NUL character
+    (DuckDB would cut the statement there)."""
+    if "\x00" in name:
+        raise ValidationError(f"an SQL name cannot hold a NUL character: {name!r:.80}")
     return '"' + name.replace('"', '""') + '"'
 
 

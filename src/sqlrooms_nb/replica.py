@@ -19,8 +19,11 @@ from loro import LoroDoc, VersionVector
 from . import history as hist
 from . import notebook as nb
 from . import protocol as p
-from .errors import StorageError
+from .errors import CorruptionError, StorageError
 from .store import FlushPolicy, Lake, Persister, recover_room
+from .store.config import spill_root
+from .store.persister import Outage
+from .store.spill import SpillDir
 from .sync import SyncHub
 
 LOG = logging.getLogger("sqlrooms_nb")
@@ -39,11 +42,16 @@ class Replica:
         policy: the writer's flush policy.
         doc: a document to adopt (a new branch's fork, whose first snapshot is already in
             the lake as seq 0); ``None`` recovers the branch from the lake.
+        read_only: the writer writes nothing (a read-only room); it still follows the rows
+            other kernels write.
 
     Attributes: ``doc``, ``hub`` (:class:`SyncHub`), ``persister``, ``results`` (the latest
     ``result``/``error`` per cell id, replayed to views that join), ``change_stats`` (history
     statistics cache, per change span), ``change_index`` (the document's changes in causal
-    order, kept up to date incrementally).
+    order, kept up to date incrementally), ``problems`` (damaged stored rows met by recovery or
+    by tailing other writers' rows, :class:`~sqlrooms_nb.errors.CorruptionError`, empty when
+    all is well) and ``report`` (them in words, with what was done and what to do; "" when
+    none). A branch recovered with changes missing writes no snapshot (it would hide the loss).
 
     Raises :class:`StorageError` / :class:`~sqlrooms_nb.errors.RecoveryError` when the branch
     cannot be read from the lake.
@@ -60,16 +68,24 @@ class Replica:
         author: str,
         policy: FlushPolicy,
         doc: LoroDoc | None = None,
+        read_only: bool = False,
     ) -> None:
         self.room = room
         self.branch = branch
         self._broadcast = broadcast
+        # Unsaved changes go to a local spill file while the lake cannot be written; a crashed
+        # kernel's spill files for this branch are replayed here (see store/spill.py). A
+        # read-only replica writes nothing, so it leaves them to a writer.
+        spills = None if read_only else SpillDir(spill_root(), lake.config.identity, room, branch)
+        recovered = None
         if doc is None:
             self.doc = nb.new_doc()
-            recovered = recover_room(lake, room, branch, self.doc)
+            recovered = recover_room(lake, room, branch, self.doc, spills=spills)
             last_seq, lake_version = recovered.last_seq, recovered.lake_version
         else:  # a new branch: its seq-0 snapshot was the only row
             self.doc, last_seq, lake_version = doc, 0, 0
+        self.problems: list[CorruptionError] = list(recovered.problems) if recovered else []
+        self.report = recovered.report if recovered else ""
         self.results: dict[str, p.Result | p.Error] = {}
         self.change_stats: dict[tuple[int, int, int], hist.ChangeStats] = {}
         self.change_index = hist.ChangeIndex(self.doc, author)
@@ -88,6 +104,14 @@ class Replica:
             author=author,
             lake_version=lake_version,
             on_remote=self._on_remote,
+            spill=spills.writer_file(str(self.doc.peer_id)) if spills is not None else None,
+            orphans=recovered.spills if recovered is not None else (),
+            saved_version=recovered.saved_version if recovered is not None else None,
+            on_outage=self._on_outage,
+            read_only=read_only,
+            # Damage: no snapshot while changes are missing; a fresh one when nothing is.
+            snapshots=recovered is None or recovered.complete,
+            snapshot_now=bool(self.problems),
         )
         self.hub = SyncHub(
             self.doc,
@@ -131,6 +155,34 @@ class Replica:
     def _on_saved(self, version: VersionVector) -> None:
         self._broadcast([p.Saved(version=version.encode(), branch=self.branch)])
 
+    def outage_messages(self) -> list[p.ServerMessage]:
+        """For a view that joins: the outage state (a ``saved`` with ``lake: "unreachable"``)
+        while the lake cannot be written, else nothing."""
+        outage = self.persister.outage
+        return [] if outage is None else [self._outage_message(outage)]
+
+    def _on_outage(self, outage: Outage) -> None:
+        self._broadcast([self._outage_message(outage)])
+
+    def _outage_message(self, outage: Outage) -> p.Saved:
+        return p.Saved(
+            version=outage.saved_version,
+            branch=self.branch,
+            lake="unreachable",
+            kept=outage.kept_changes,
+            unkept=outage.unkept_changes,
+        )
+
+    def damage_messages(self, view: p.ViewId | None) -> list[p.ServerMessage]:
+        """An ``error`` (code ``corrupt``) telling ``view`` about :attr:`problems`, for its
+        hello; none when there are no problems."""
+        if not self.problems:
+            return []
+        return [p.Error(code="corrupt", message=self.report, to=view, branch=self.branch)]
+
     def _on_storage_error(self, error: StorageError) -> None:
+        if isinstance(error, CorruptionError) and all(e.key != error.key for e in self.problems):
+            self.problems.append(error)  # (tailing logged it at ERROR)
+            self.report = f"{self.report} {error}".strip()
         LOG.warning("[sqlrooms_nb] room %s branch %s: %s", self.room, self.branch, error)
         self._broadcast([p.Error(code=error.code, message=str(error), branch=self.branch)])

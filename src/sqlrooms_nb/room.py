@@ -22,7 +22,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import re
 import signal
 import threading
 import weakref
@@ -35,7 +34,7 @@ import duckdb
 import pyarrow as pa
 from loro import ExportMode, LoroDoc
 
-from . import catalog, charts, query
+from . import catalog, charts, names, query
 from . import history as hist
 from . import notebook as nb
 from . import protocol as p
@@ -45,14 +44,19 @@ from .errors import (
     CancelledError,
     CellNotFoundError,
     ClosedError,
+    CorruptionError,
     ProtocolError,
     QueryError,
+    RateLimitError,
+    ReadOnlyError,
     SqlRoomsError,
+    StorageError,
     ValidationError,
 )
 from .history_views import create_history_views
 from .inputs import InputWatch
 from .presence import Presence
+from .ratelimit import HELLO_COST, RateLimiter
 from .replica import Replica
 from .runner import Job, Runner
 from .store import (
@@ -72,14 +76,13 @@ from .store import (
     saved_versions,
     snapshot_table,
 )
+from .store.config import redact
 from .store.runs import RunLog
 
 if TYPE_CHECKING:
     from .widget import SqlRoomWidget
 
 LOG = logging.getLogger("sqlrooms_nb")
-
-_ROOM_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 _open_rooms: weakref.WeakSet[SqlRoom] = weakref.WeakSet()
 
@@ -88,17 +91,13 @@ Deliver = Callable[[dict[str, Any], list[bytes]], None]
 
 
 def validate_room_id(room_id: str, what: str = "room id") -> str:
-    """Return ``room_id`` if it is 1-128 of ``[A-Za-z0-9_.-]`` and not only dots.
+    """Return ``room_id`` if it is 1-128 of ``[A-Za-z0-9_.-]`` and not only dots (the rule of
+    :mod:`sqlrooms_nb.names`, also for branch and tag names: ``what`` names the argument).
 
     Raises :class:`ValidationError` otherwise (the id reaches SQL filters and could reach
     file names, so it is checked before anything else happens).
     """
-    if not isinstance(room_id, str) or not _ROOM_ID.match(room_id) or set(room_id) == {"."}:
-        raise ValidationError(
-            f"{what} {room_id!r} is not valid: use 1-128 letters, digits, '_', '.' or '-' "
-            "(e.g. 'sales-review')"
-        )
-    return room_id
+    return names.validate_name(room_id, what)
 
 
 class SqlRoom:
@@ -117,6 +116,13 @@ class SqlRoom:
             with :meth:`branch`); views start on it and may pick another.
         author: display name recorded on this kernel's changes and offered to views.
         flush_policy: when the writer flushes (see :class:`~sqlrooms_nb.store.FlushPolicy`).
+        readonly: open the room read-only: every view of it is read-only (see :meth:`view`),
+            the editing methods raise :class:`~sqlrooms_nb.errors.ReadOnlyError`, ``room.doc``
+            is a copy, and the room writes nothing to the lake (no updates, changes,
+            snapshots, runs, branches or tags; lake maintenance does not run). It still follows
+            the edits other kernels write to the lake, and SQL cells still run from Python
+            (their results show in its views). Opening a lake that does not exist yet still
+            creates its tables.
 
     On construction the room recovers the branch from the lake (latest snapshot + later
     updates); other branches are recovered when first used. Displaying the room (last
@@ -138,18 +144,24 @@ class SqlRoom:
         branch: str = MAIN,
         author: str | None = None,
         flush_policy: FlushPolicy | None = None,
+        readonly: bool = False,
     ) -> None:
         self.room_id = validate_room_id(room_id)
+        self.readonly = bool(readonly)
+        # Per-view token buckets, checked before a message is even decoded (see .ratelimit).
+        self._limiter = RateLimiter()
         self._branch = validate_room_id(branch, "branch name")
         self.author = author or ""
         self._lock = threading.RLock()
         self._send_lock = threading.Lock()
         self._closed = False
         self._widget: SqlRoomWidget | None = None
+        self._readonly_widget: SqlRoomWidget | None = None
         self._transports: list[Deliver] = []
         self._policy = flush_policy or FlushPolicy()
         self._replicas: dict[str, Replica] = {}
         self._tags_cache: dict[str, list[Tag]] = {}
+        self._last_branches: p.Branches | None = None  # for views joining while the lake is down
         # Requests that only read and may take long are answered off the comm thread, so it
         # keeps relaying everyone's edits meanwhile (see _reader_for): history pages, previews
         # and merge previews (the first read of a 100k-change branch walks it in ~0.4 s), one
@@ -175,6 +187,8 @@ class SqlRoom:
         # Re-running the notebook cell that opens a room must not leave two writers on it in
         # one kernel: the earlier object is closed (flushed) before this one recovers.
         for other in list(_open_rooms):
+            if self.readonly or other.readonly:
+                continue  # a read-only room writes nothing: it may sit beside the writer
             if (other.room_id, other._lake.location) == (self.room_id, self._lake.location):
                 LOG.info("[sqlrooms_nb] closing the earlier SqlRoom(%r) of this kernel", room_id)
                 other.close()
@@ -196,11 +210,11 @@ class SqlRoom:
             read_cells=self._cells_of,
             broadcast=self._broadcast,
             on_outcome=lambda branch, cell, message: self._record_outcome(branch, cell, message),
-            log=self._runlog.append,
+            log=self._runlog.append if not self.readonly else lambda *_args: None,
             on_job_done=self._job_done,
             read_inputs=self._inputs_of,
         )
-        if nb.ensure_schema(replica.doc, title=self.room_id):
+        if not self.readonly and nb.ensure_schema(replica.doc, title=self.room_id):
             self._commit(replica.doc)
         _open_rooms.add(self)
         _flush_on_sigterm()
@@ -218,14 +232,16 @@ class SqlRoom:
     def doc(self) -> LoroDoc:
         """The kernel's Loro document of the checked-out branch.
 
-        Edits made on it directly (then ``doc.commit()``) reach every view and the lake.
+        Edits made on it directly (then ``doc.commit()``) reach every view and the lake. In a
+        read-only room it is a fork (a copy made on each access): edits on it go nowhere.
         """
-        return self._replica().doc
+        doc = self._replica().doc
+        return doc.fork() if self.readonly else doc
 
     @property
     def cells(self) -> list[nb.Cell]:
         """All cells in display order, as plain :class:`~sqlrooms_nb.notebook.Cell` values."""
-        return nb.read_cells(self.doc)
+        return nb.read_cells(self._replica().doc)
 
     def add_cell(
         self,
@@ -300,7 +316,7 @@ class SqlRoom:
         spec, unknown column), :class:`QueryError` (the plotted cell's result is missing).
         """
         self._check_open()
-        spec = nb.read_chart(self.doc, cell_id)
+        spec = nb.read_chart(self._replica().doc, cell_id)
         return charts.chart_data(self._con, spec)
 
     # --- SQL -----------------------------------------------------------------------------------
@@ -418,8 +434,8 @@ class SqlRoom:
                     "view": view,
                 }
             self._results_summary = summary
-            widget = self._widget
-        if widget is not None:
+            widgets = self._widgets()
+        for widget in widgets:
             widget.results = summary
 
     def result(self, name: str) -> pa.Table:
@@ -580,6 +596,22 @@ class SqlRoom:
             doc.commit()
         return self._version(replica)
 
+    @property
+    def problems(self) -> list[CorruptionError]:
+        """Damaged stored rows met while opening (or following) this room's open branches,
+        oldest first; empty when all is well. Each names its row; see
+        :func:`sqlrooms_nb.store.recovery.recover_room` for what was done about it, and
+        :attr:`problem_report` for the whole story in words."""
+        with self._lock:
+            return [e for r in self._replicas.values() for e in r.problems]
+
+    @property
+    def problem_report(self) -> str:
+        """:attr:`problems` in words, per branch, with what was done and what to do ("" when
+        there are none). The same text reaches views as an ``error`` with code ``corrupt``."""
+        with self._lock:
+            return "\n".join(r.report for r in self._replicas.values() if r.report)
+
     def saved_versions(self) -> list[SavedVersion]:
         """DuckLake's own timeline for the checked-out branch: the lake snapshots that saved
         its rows (what was saved when), newest first. Independent of the CRDT history."""
@@ -590,7 +622,9 @@ class SqlRoom:
         """The cells as the lake held them at DuckLake snapshot ``snapshot_id`` (time travel).
 
         Recovered into a separate document; the room is untouched. Raises
-        :class:`~sqlrooms_nb.errors.StorageError` for a snapshot the lake does not have.
+        :class:`~sqlrooms_nb.errors.StorageError` for a snapshot the lake does not have, and
+        :class:`~sqlrooms_nb.errors.CorruptionError` when damaged rows leave changes missing
+        (damage that loses nothing is only logged, see :attr:`problems`).
         """
         self._check_open()
         doc = nb.new_doc()
@@ -605,12 +639,13 @@ class SqlRoom:
         Tag names follow the room-id rule (1-128 of ``[A-Za-z0-9_.-]``) and never move: a name
         already used on this branch raises :class:`ValidationError`.
         """
+        self._check_writable()
         validate_room_id(name, "tag name")
         if version is None:
             vid = self.version
         else:
             vid = version.id if isinstance(version, hist.Version) else version
-            hist.parse_version(self.doc, vid)
+            hist.parse_version(self._replica().doc, vid)
         add_tag(self._lake, self.room_id, self._branch, name, vid, self.author)
         self._tags_cache.pop(self._branch, None)
         return vid
@@ -654,6 +689,7 @@ class SqlRoom:
         :class:`ValidationError` for a bad or taken name or an unknown version,
         :class:`BranchNotFoundError` for an unknown ``source``, ``StorageError``.
         """
+        self._check_writable()
         validate_room_id(name, "branch name")
         parent = self._replica(source)
         with self._lock:
@@ -686,8 +722,8 @@ class SqlRoom:
         self._replica(name)
         self._branch = name
         create_history_views(self._con, self._lake, self.room_id, name)
-        if self._widget is not None:
-            self._widget.branch = name
+        for widget in self._widgets():
+            widget.branch = name
         self._broadcast([self._branches_message()])
 
     def merge_preview(self, source: str, into: str = MAIN) -> list[hist.CellDiff]:
@@ -716,6 +752,7 @@ class SqlRoom:
         :class:`BranchNotFoundError`, ``ValidationError`` when ``source`` is ``into``,
         ``StorageError``.
         """
+        self._check_writable()
         src, dst = self._merge_pair(source, into)
         with self._lock:
             update = self._changes_missing(src, dst)
@@ -741,7 +778,15 @@ class SqlRoom:
         def iso(t: datetime | None) -> str | None:
             return None if t is None else t.isoformat()
 
-        return p.Branches(
+        try:
+            branches = self.branches()
+        except StorageError as exc:
+            # The lake is unreachable: a view must still connect and edit (its changes go to
+            # the spill file), so it gets the last list read rather than no welcome at all.
+            LOG.warning("[sqlrooms_nb] the branches of %s cannot be read: %s", self.room_id, exc)
+            unknown = p.BranchInfo(self._branch, None, None, "", None, None, None)
+            return self._last_branches or p.Branches(branches=(unknown,), current=self._branch)
+        self._last_branches = p.Branches(
             branches=tuple(
                 p.BranchInfo(
                     b.name,
@@ -752,16 +797,17 @@ class SqlRoom:
                     b.merged_into,
                     iso(b.merged_at),
                 )
-                for b in self.branches()
+                for b in branches
             ),
             current=self._branch,
         )
+        return self._last_branches
 
     def _replica(self, branch: str | None = None) -> Replica:
         """The open replica of ``branch`` (``None``: the checked-out one), recovering it from
         the lake on first use. Raises :class:`BranchNotFoundError`, ``StorageError``."""
         self._check_open()
-        name = self._branch if branch is None else branch
+        name = self._branch if branch is None else names.validate_branch_name(branch)
         with self._lock:
             replica = self._replicas.get(name)
             if replica is None:
@@ -789,6 +835,7 @@ class SqlRoom:
             author=self.author,
             policy=self._policy,
             doc=doc,
+            read_only=self.readonly,
         )
         self._inputs.opened(replica)
         return replica
@@ -857,19 +904,50 @@ class SqlRoom:
 
     @property
     def widget(self) -> SqlRoomWidget:
-        """The anywidget showing this room (made on first use; display it any number of times)."""
-        if self._widget is None:
+        """The anywidget showing this room (made on first use; display it any number of times).
+
+        Its views may edit, unless the room was opened with ``readonly=True``."""
+        return self.view(readonly=self.readonly)
+
+    def view(self, *, readonly: bool = False) -> SqlRoomWidget:
+        """A widget showing this room; with ``readonly`` its views are read-only.
+
+        Display the returned widget (last expression of a marimo or Jupyter cell) where people
+        should only look: a read-only view shows the cells, live edits, results, history and
+        previews, may page and export results and switch branch, but its editors do not take
+        input and it has no run, add, delete, move, restore, branch or merge controls. The
+        kernel enforces this, not the browser: every message arriving through this widget's comm
+        that would change the document or start a run (``update``, ``run``, ``run_all``,
+        ``cancel``, ``restore``, ``branch``, ``merge``) is refused with a ``read_only`` error,
+        whatever the browser claims. One widget of each kind is made per room (cached);
+        ``view(readonly=False)`` is :attr:`widget`, and in a read-only room every view is
+        read-only.
+        """
+        readonly = readonly or self.readonly
+        widget = self._readonly_widget if readonly else self._widget
+        if widget is None:
             from .widget import SqlRoomWidget
 
-            self._widget = SqlRoomWidget(
+            def on_message(content: object, buffers: Sequence[Any] | None) -> None:
+                self.receive(content, buffers, readonly=readonly)
+
+            widget = SqlRoomWidget(
                 results=self._results_summary,
                 room_id=self.room_id,
                 branch=self._branch,
                 author=self.author,
-                on_message=self.receive,
+                readonly=readonly,
+                on_message=on_message,
             )
-            self.connect(self._widget.deliver)
-        return self._widget
+            if readonly:
+                self._readonly_widget = widget
+            else:
+                self._widget = widget
+            self.connect(widget.deliver)
+        return widget
+
+    def _widgets(self) -> list[SqlRoomWidget]:
+        return [w for w in (self._widget, self._readonly_widget) if w is not None]
 
     def connect(self, deliver: Deliver) -> Callable[[], None]:
         """Attach a transport: ``deliver(content, buffers)`` is called for every message to views.
@@ -895,27 +973,66 @@ class SqlRoom:
         """marimo display: the widget (marimo wraps anywidgets itself)."""
         return self.widget
 
-    def receive(self, content: object, buffers: Sequence[p.Buffer] | None) -> None:
+    def receive(
+        self, content: object, buffers: Sequence[p.Buffer] | None, *, readonly: bool = False
+    ) -> None:
         """Entry point for one message from a view (called by the widget on the comm thread).
 
-        Decodes, handles and sends the replies. Malformed input gets an ``error`` reply to
-        that view and changes nothing; no exception escapes to the comm.
+        ``readonly``: the message came through a read-only widget's comm (see :meth:`view`);
+        set by the kernel side of the comm, never read from the message. Checks the sending
+        view's rate limit (see :mod:`sqlrooms_nb.ratelimit`), decodes, refuses what a read-only
+        view may not send, handles and sends the replies. Malformed, refused or failing input
+        gets an ``error`` reply addressed to that view (codes: ``protocol``, ``rate_limited``,
+        ``read_only``, ``resync``, ...) and changes nothing; no exception escapes to the comm.
         """
         view = p.view_of(content)
+        hello = isinstance(content, dict) and content.get("kind") == "hello"
+        cost = HELLO_COST if hello else 1.0
+        verdict = self._limiter.check(view, p.message_bytes(content, buffers), cost)
+        if verdict != "admit":
+            if verdict == "refuse":  # the first refusal of a spell; later ones are silent
+                error = RateLimitError(
+                    f"view {view} sent more than {self._limiter.messages_per_s:.0f} messages or "
+                    f"{self._limiter.bytes_per_s / 2**20:.0f} MiB per second: its messages are "
+                    "refused until it slows down; edits it sent meanwhile are re-sent by a new "
+                    "handshake"
+                )
+                LOG.warning("[sqlrooms_nb] %s", error)
+                self._broadcast([p.Error(code=error.code, message=str(error), to=view)])
+            return
         try:
             message = p.decode_client(content, buffers)
+            if (readonly or self.readonly) and not p.is_read_only(message):
+                raise ReadOnlyError(
+                    f"this view of room {self.room_id!r} is read-only: a {message.kind!r} "
+                    "message (which would change the notebook or start a run) was refused"
+                )
             reader = self._reader_for(message)
             if reader is not None:
+                self._check_open()
                 reader.submit(self._answer, message, view, content)
                 return
             replies = self.handle(message)
         except SqlRoomsError as exc:
-            LOG.warning("[sqlrooms_nb] message from view %s refused: %s", view, exc)
-            replies = [p.Error(code=exc.code, message=str(exc), to=view, id=_request_of(content))]
+            LOG.warning("[sqlrooms_nb] message from view %s refused: %s", view, redact(str(exc)))
+            replies = [
+                p.Error(code=exc.code, message=redact(str(exc)), to=view, id=_request_of(content))
+            ]
         except Exception as exc:  # a bug must not take the comm down
             LOG.exception("[sqlrooms_nb] failed to handle a message from view %s", view)
             replies = [
-                p.Error(code="internal", message=repr(exc), to=view, id=_request_of(content))
+                p.Error(
+                    code="internal", message=redact(repr(exc)), to=view, id=_request_of(content)
+                )
+            ]
+        except BaseException as exc:  # loro's PanicException is a BaseException
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            LOG.exception("[sqlrooms_nb] Loro failed on a message from view %s", view)
+            replies = [
+                p.Error(
+                    code="internal", message=redact(repr(exc)), to=view, id=_request_of(content)
+                )
             ]
         self._broadcast(replies)
 
@@ -977,6 +1094,8 @@ class SqlRoom:
             presence = [p.ServerAwareness(origin=None, update=snapshot)] if snapshot else []
             return [
                 *replica.hub.handle(message),
+                *replica.outage_messages(),  # the lake is unreachable: say so at once
+                *replica.damage_messages(message.view),  # damaged rows: never silently
                 *presence,
                 self._branches_message(),
                 *replica.results.values(),
@@ -1193,13 +1312,24 @@ class SqlRoom:
                 f"room {self.room_id!r} is closed; open a new SqlRoom to keep working"
             )
 
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise ReadOnlyError(
+                f"room {self.room_id!r} was opened read-only (SqlRoom(..., readonly=True)): "
+                "it cannot change the notebook; open it without readonly=True to edit"
+            )
+
     def _editing(self, replica: Replica | None = None) -> _Edit:
+        self._check_writable()
         return _Edit(self, replica or self._replica())
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self.cells)} cells"
-        lake = str(self._lake.location)
-        return f"SqlRoom({self.room_id!r}, branch={self._branch!r}, {state}, lake={lake!r})"
+        lake = redact(str(self._lake.location))
+        mode = ", readonly" if self.readonly else ""
+        return (
+            f"SqlRoom({self.room_id!r}, branch={self._branch!r}, {state}, lake={lake!r}{mode})"
+        )
 
 
 class _Edit:

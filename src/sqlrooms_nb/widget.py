@@ -25,8 +25,9 @@ MessageHandler = Callable[[object, Sequence[Any] | None], None]
 class SqlRoomWidget(anywidget.AnyWidget):
     """The browser view of a :class:`~sqlrooms_nb.room.SqlRoom`.
 
-    ``on_message(content, buffers)`` receives every custom message from any view (on the
-    kernel's comm thread); :meth:`deliver` sends one to all views.
+    ``on_message(content, buffers)`` receives every custom message from any view of this
+    widget (on the kernel's comm thread); :meth:`deliver` sends one to all views. Made by
+    :meth:`SqlRoom.view <sqlrooms_nb.room.SqlRoom.view>` (``room.widget`` for editing views).
 
     Raises :class:`SqlRoomsError` if the JS bundle was not built (``npm run build``).
     """
@@ -45,6 +46,11 @@ class SqlRoomWidget(anywidget.AnyWidget):
     # View-written, never read by the kernel: the newest `run` the asking view has seen. Setting
     # it from the browser is how a marimo UI element value changes (cells reading it re-run).
     results_seen = traitlets.Int(0).tag(sync=True)
+    # Kernel-written, for the UI only (non-editable editors, no edit controls, a "Read-only"
+    # badge). The kernel never reads it back: a browser may rewrite a synced trait, so whether
+    # this widget's views may edit is fixed in the room's message handler for this widget (see
+    # SqlRoom.view), never taken from here.
+    readonly = traitlets.Bool(False).tag(sync=True)
 
     def __init__(self, *, on_message: MessageHandler, **traits: Any) -> None:
         for bundle in (STATIC / "widget.js", STATIC / "widget.css"):

@@ -143,23 +143,7 @@ class Postgres:
             "--no-sync",
         )
         pwfile.unlink()
-        options = (
-            f"-c listen_addresses={HOST} -p {pg.port} -k {pg.socket_dir} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
-        pg._run(
-            str(bin_dir / "pg_ctl"),
-            "-D",
-            str(pg.data_dir),
-            "-l",
-            str(pg._log),
-            "-o",
-            options,
-            "-w",
-            "-t",
-            str(int(START_TIMEOUT_S)),
-            "start",
-        )
+        pg.resume()
         pg.psql(f"CREATE DATABASE {pg.dbname}", dbname="postgres")
         pg.start_seconds = time.monotonic() - began
         return pg
@@ -193,6 +177,33 @@ class Postgres:
         if proc.returncode != 0:
             raise RuntimeError(f"psql failed: {proc.stderr}")
         return proc.stdout
+
+    def resume(self) -> None:
+        """Start the server of this cluster (again, after :meth:`halt`): same port, same data.
+
+        Blocks until it accepts connections; raises ``RuntimeError`` with its output if not."""
+        options = (
+            f"-c listen_addresses={HOST} -p {self.port} -k {self.socket_dir} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run(
+            str(self.bin_dir / "pg_ctl"),
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self._log),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            str(int(START_TIMEOUT_S)),
+            "start",
+        )
+
+    def halt(self) -> None:
+        """Stop the server but keep the cluster (an outage: clients' connections drop and new
+        ones are refused); :meth:`resume` brings it back on the same port."""
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "stop")
 
     def stop(self) -> None:
         """Stop the server (fast shutdown) and remove its directory."""
@@ -249,6 +260,18 @@ class S3Server:
             .paginate(Bucket=self.bucket, Prefix=prefix)
         )
         return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+    def halt(self) -> None:
+        """Stop serving (an outage: connections are refused); the objects stay in moto's
+        in-process backend and :meth:`resume` serves them again on the same port."""
+        self.server.stop()
+
+    def resume(self) -> None:
+        """Serve again on the same port after :meth:`halt`."""
+        from moto.server import ThreadedMotoServer
+
+        self.server = ThreadedMotoServer(ip_address=HOST, port=self.port, verbose=False)
+        self.server.start()
 
     def stop(self) -> None:
         self.server.stop()

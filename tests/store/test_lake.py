@@ -41,7 +41,7 @@ def test_open_creates_catalog_data_path_and_tables(fresh_lake_dir: Path) -> None
     finally:
         lake.release()
     assert tables == {"updates", "changes", "snapshots", "tags", "branches", "runs", "lake_meta"}
-    assert ("schema_version", "4") in meta
+    assert ("schema_version", "5") in meta
     assert inline["sqlrooms_nb.snapshots"] == "0"
     assert int(inline["sqlrooms_nb.updates"]) >= 100
     journal = sqlite3.connect(fresh_lake_dir / "catalog.sqlite").execute("PRAGMA journal_mode")
@@ -132,7 +132,7 @@ def test_a_version_1_lake_gains_the_branches_table_and_keeps_its_rows(
         cur.close()
     finally:
         lake.release()
-    assert version == [("4",)]
+    assert version == [("5",)]
     assert branches == (0,)
     assert tags == [("v1",)]
 
@@ -156,7 +156,7 @@ def test_a_version_2_lake_gains_the_runs_table(fresh_lake_dir: Path) -> None:
         cur.close()
     finally:
         lake.release()
-    assert version == [("4",)]
+    assert version == [("5",)]
     assert runs == (0,)
 
 

@@ -4,8 +4,8 @@ import pytest
 from loro import ExportMode, LoroDoc, VersionVector
 
 from sqlrooms_nb import notebook as nb
-from sqlrooms_nb.errors import RecoveryError
-from sqlrooms_nb.store import FlushPolicy, Lake, Persister, recover
+from sqlrooms_nb.errors import CorruptionError, RecoveryError
+from sqlrooms_nb.store import FlushPolicy, Lake, Persister, recover, recover_room
 from tests.store.store_helpers import new_notebook_into, type_into
 
 
@@ -95,13 +95,22 @@ def test_recovering_an_unknown_room_leaves_the_doc_empty(lake: Lake, room: str) 
 
 
 @pytest.mark.timeout(60)
-def test_a_corrupt_update_row_is_a_recovery_error_naming_its_seq(lake: Lake, room: str) -> None:
+def test_an_update_row_loro_refuses_is_passed_over_named_and_never_taken_as_complete(
+    lake: Lake, room: str
+) -> None:
     doc = nb.new_doc()
     writer = persist(lake, room, doc, 0)
     new_notebook_into(doc)
     writer.close()
     insert_update(lake, room, 7, b"\x00not a loro update")
-    with pytest.raises(RecoveryError, match="seq 7"):
+    restored = nb.new_doc()
+    recovered = recover_room(lake, room, "main", restored, warm=False)
+    assert [(e.table, e.writer, e.seq) for e in recovered.problems] == [("updates", "test", 7)]
+    assert "Loro refuses it" in str(recovered.problems[0])
+    # The row has no changes rows: what it held cannot be told, so the room is not complete.
+    assert not recovered.complete and "lists nothing for writer test seq 7" in recovered.report
+    assert nb.read_cells(restored) == nb.read_cells(doc)  # the rest is there
+    with pytest.raises(CorruptionError, match="seq 7"):
         recover(lake, room, "main", nb.new_doc())
 
 
@@ -116,7 +125,7 @@ def test_a_gap_in_the_stored_updates_is_a_recovery_error(lake: Lake, room: str) 
 
 
 @pytest.mark.timeout(60)
-def test_a_corrupt_snapshot_is_a_recovery_error_naming_it(lake: Lake, room: str) -> None:
+def test_a_snapshot_loro_refuses_is_passed_over_and_named(lake: Lake, room: str) -> None:
     cur = lake.cursor()
     cur.execute(
         f"INSERT INTO {lake.table('snapshots')} (room, branch, writer, seq, bytes) "
@@ -124,5 +133,9 @@ def test_a_corrupt_snapshot_is_a_recovery_error_naming_it(lake: Lake, room: str)
         [room, b"garbage"],
     )
     cur.close()
-    with pytest.raises(RecoveryError, match="snapshot at seq 3"):
-        recover(lake, room, "main", nb.new_doc())
+    recovered = recover_room(lake, room, "main", nb.new_doc(), warm=False)
+    assert [(e.table, e.writer, e.seq) for e in recovered.problems] == [("snapshots", "test", 3)]
+    assert "snapshot of" in recovered.report and "Loro refuses it" in recovered.report
+    # The lake lists no change of the room (no changes rows, no fork): nothing is missing.
+    assert recovered.complete and "Nothing is missing" in recovered.report
+    assert recover(lake, room, "main", nb.new_doc()) == 3  # logged, not raised

@@ -6,9 +6,13 @@
   postgres scanner, httpfs) loaded from their Python wheels (never downloaded at run time).
 - :mod:`.lake` — :class:`Lake`: one attached lake (catalog + data path) shared per
   process, the project's tables, reads of a room (:class:`StoredRoom`), retries.
+- :mod:`.checksums` — the CRC-32 every stored blob carries, checked on every read.
 - :mod:`.persister` — :class:`Persister`: the background writer of one (room, branch) document
   (batched updates + change rows, snapshots), driven by a :class:`FlushPolicy`.
-- :mod:`.recovery` — :func:`recover`: latest snapshot + later updates into a document.
+- :mod:`.recovery` — :func:`recover`: latest snapshot + later updates into a document,
+  passing over damaged rows and saying what that cost; then a crashed kernel's spill files.
+- :mod:`.spill` — spill files: unsaved changes kept on the kernel's local disk (fsynced) while
+  the lake cannot be written, replayed on the next open after a crash.
 - :mod:`.branches` — branch lineage (:class:`Branch`): fork, first snapshot, merges.
 - :mod:`.tags` — named versions of a room's branch (:class:`Tag`).
 - :mod:`.timeline` — DuckLake's own timeline: which lake snapshots saved a room's rows.

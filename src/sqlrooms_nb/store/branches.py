@@ -20,6 +20,7 @@ import duckdb
 import pyarrow as pa
 
 from ..errors import ValidationError
+from ..names import validate_branch_name, validate_room_id
 from .lake import Lake, _rollback
 
 MAIN = "main"
@@ -80,9 +81,14 @@ def create_branch(lake: Lake, branch: Branch, room: str, snapshot: pa.Table) -> 
 
     ``snapshot`` is the one-row ``snapshots`` table of the forked document (see
     :func:`sqlrooms_nb.store.persister.snapshot_table`, seq 0). Raises
-    :class:`ValidationError` if the room already has a branch of that name (including
-    ``main``) and :class:`~sqlrooms_nb.errors.StorageError` if the lake cannot be written.
+    :class:`ValidationError` for a bad room id or branch name (:mod:`sqlrooms_nb.names`) or
+    if the room already has a branch of that name (including ``main``), and
+    :class:`~sqlrooms_nb.errors.StorageError` if the lake cannot be written.
     """
+    validate_room_id(room)
+    validate_branch_name(branch.name)
+    if branch.parent is not None:
+        validate_branch_name(branch.parent)
     if branch.name == MAIN:
         raise ValidationError(f"branch {MAIN!r} always exists; pick another name")
     table = lake.table("branches")

@@ -65,6 +65,8 @@ CATALOG_FILE = "catalog.sqlite"
 """Catalog file name inside an embedded lake folder."""
 DATA_DIR = "data"
 """Data folder name inside an embedded lake folder (or beside a ``sqlite:`` catalog)."""
+SPILL_ENV = "SQLROOMS_NB_SPILL_DIR"
+"""Environment variable naming the folder of spill files (see :func:`spill_root`)."""
 
 SECRET_KEYWORDS = frozenset({"password", "sslpassword"})
 """libpq keywords a lake string may not carry (use PGPASSWORD / ~/.pgpass)."""
@@ -195,8 +197,10 @@ class LakeConfig:
         SQLite catalogs use WAL journaling and a busy timeout; a local data path overrides
         the recorded one for this session (the folder may have moved). PostgreSQL catalogs get
         ``connect_timeout=10`` unless the DSN sets one, so an unreachable host fails in
-        seconds, not minutes.
+        seconds, not minutes. Raises :class:`ValidationError` for an ``alias`` that is not a
+        plain identifier (it is spliced into the statement).
         """
+        _check_identifier(alias, "lake alias")
         options = [f"DATA_PATH {sql_string(self.data_path)}"]
         read_only = read_only or self.read_only
         if read_only:
@@ -239,7 +243,8 @@ def parse_lake(
     ``.sqlrooms``; a :class:`LakeConfig` is returned as is. Relative paths are made absolute
     against the current directory (``~`` expanded, symlinks resolved). Nothing is opened or
     created. Raises :class:`ValidationError` naming the problem (never echoing a password) for
-    an unknown scheme, a bad parameter, a missing ``data`` for PostgreSQL, or a password.
+    an unknown scheme, a bad parameter, a missing ``data`` for PostgreSQL, a password, or a
+    control character (NUL, newline...) anywhere in the string.
     """
     if isinstance(value, LakeConfig):
         return value
@@ -248,6 +253,11 @@ def parse_lake(
     text = os.fspath(value)
     if not isinstance(text, str):
         raise ValidationError(f"a lake is a path or a lake URI string, not {type(value).__name__}")
+    if any(ch < " " or ch == "\x7f" for ch in text):
+        # A NUL would cut the ATTACH statement (or a path) short; the others are typos.
+        raise ValidationError(
+            f"a lake string cannot hold control characters (NUL, newline...): {redact(text)!r:.120}"
+        )
     scheme = text.split(":", 1)[0].lower() if ":" in text else ""
     if scheme in ("postgres", "postgresql"):
         return _parse_postgres(text)
@@ -452,6 +462,16 @@ def redact(text: str, *, env: Mapping[str, str] | None = None) -> str:
     return text
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def _check_identifier(name: str, what: str) -> None:
+    """Names the package splices into SQL unquoted (aliases, secret names) are constants;
+    this keeps them plain identifiers. Raises :class:`ValidationError`."""
+    if not isinstance(name, str) or _IDENTIFIER.fullmatch(name) is None:
+        raise ValidationError(f"{what} {name!r:.80} is not a plain SQL identifier")
+
+
 def sql_string(text: str) -> str:
     """``text`` as a single-quoted SQL literal."""
     return "'" + text.replace("'", "''") + "'"
@@ -471,6 +491,7 @@ def s3_secret_sql(
     ``AWS_DEFAULT_REGION``. The returned text holds secrets: never log it (pass any error
     through :func:`redact`).
     """
+    _check_identifier(name, "secret name")
     if not config.on_s3:
         return None
     source = os.environ if env is None else env
@@ -507,3 +528,21 @@ def s3_secret_sql(
     if use_ssl is not None:
         options.append(f"USE_SSL {'true' if use_ssl else 'false'}")
     return f"CREATE OR REPLACE TEMPORARY SECRET {name} ({', '.join(options)})"
+
+
+def spill_root(env: Mapping[str, str] | None = None) -> pathlib.Path:
+    """Folder of the spill files (unsaved changes kept on this machine while a lake is
+    unreachable, see :mod:`.spill`): ``$SQLROOMS_NB_SPILL_DIR``, else
+    ``$XDG_STATE_HOME/sqlrooms_nb/spill``, else ``~/.local/state/sqlrooms_nb/spill``.
+
+    A state folder, not a cache (cleaners empty caches), and not beside the lake (the lake is
+    what may be unreachable or full). Read from ``env`` (default ``os.environ``); absolute,
+    ``~`` expanded; nothing is created.
+    """
+    source = os.environ if env is None else env
+    given = source.get(SPILL_ENV)
+    if given:
+        return _local(given)
+    state = source.get("XDG_STATE_HOME")
+    base = _local(state) if state else pathlib.Path.home() / ".local" / "state"
+    return base / "sqlrooms_nb" / "spill"

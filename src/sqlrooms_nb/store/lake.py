@@ -14,10 +14,11 @@ temporary, session-only DuckDB secret of the lake's own DuckDB, see :mod:`.confi
 catalog holds the same tables either way.
 
 Tables, in schema ``sqlrooms_nb`` (:data:`SCHEMA`); every row carries ``room`` and ``branch``
-and everything this package issues filters by both. Lake schema version 4
+and everything this package issues filters by both. Lake schema version 5
 (:data:`LAKE_SCHEMA_VERSION`, recorded in ``lake_meta``; version 1 lakes lacked ``branches``,
-version 2 lakes lacked ``runs``, version 3 lakes lacked ``snapshots.lake_version``; older
-lakes are upgraded in place by adding them)::
+version 2 lakes lacked ``runs``, version 3 lakes lacked ``snapshots.lake_version``, version 4
+lakes lacked the ``checksum`` columns; older lakes are upgraded in place by adding them, and
+their existing rows keep NULL there)::
 
     updates    one row per flushed batch of Loro changes (the log)
       room VARCHAR, branch VARCHAR, writer VARCHAR (peer id of the writing kernel, decimal;
@@ -28,7 +29,9 @@ lakes are upgraded in place by adding them)::
       frontiers BLOB (encoded frontiers after the batch), change_count INTEGER,
       first_change_at TIMESTAMPTZ, last_change_at TIMESTAMPTZ (Loro change times, NULL if
       unrecorded), byte_length INTEGER, bytes BLOB (a Loro update, ``ExportMode.Updates``),
-      written_at TIMESTAMPTZ (when the writer wrote the row)
+      written_at TIMESTAMPTZ (when the writer wrote the row), checksum BIGINT (CRC-32 of
+      bytes, vv_from, vv_to, frontiers, see :mod:`.checksums`; NULL in rows written before
+      layout 5)
     changes    one row per Loro change (or part of one) in an ``updates`` row: the history
       room, branch, writer, seq (of the ``updates`` row), peer VARCHAR (decimal),
       counter_start BIGINT, counter_end BIGINT (exclusive), lamport BIGINT (of the first op),
@@ -38,7 +41,8 @@ lakes are upgraded in place by adding them)::
       room, branch, writer, seq BIGINT, version BLOB (encoded version vector), frontiers BLOB,
       change_count BIGINT (changes in the document), byte_length BIGINT, bytes BLOB,
       created_at TIMESTAMPTZ, lake_version BIGINT (DuckLake snapshot id; NULL in snapshots
-      written before layout 4)
+      written before layout 4), checksum BIGINT (CRC-32 of bytes, version, frontiers; NULL
+      before layout 5)
       A snapshot S *covers* an ``updates`` row u (u's changes are all in S) when
       ``u.snapshot_id <= S.lake_version`` (``snapshot_id``: DuckLake's virtual column, the lake
       snapshot that inserted the row; the writer of S had imported every row up to there), or
@@ -55,7 +59,12 @@ lakes are upgraded in place by adding them)::
       name VARCHAR (result name), sql_hash VARCHAR (sha256 hex of the cell's text), author
       VARCHAR, started_at TIMESTAMPTZ, duration_ms DOUBLE, rows BIGINT (NULL unless ok),
       status VARCHAR ('ok' | 'error' | 'cancelled'), error VARCHAR (NULL unless 'error')
-    lake_meta  key VARCHAR, value VARCHAR (``schema_version`` -> ``"3"``)
+    lake_meta  key VARCHAR, value VARCHAR (``schema_version`` -> ``"5"``)
+
+Reads check every blob they return against its row's checksum (:meth:`Lake.load`,
+:meth:`Lake.tail`): a damaged ``updates`` row is left out and reported, a damaged or unreadable
+snapshot is passed over for the next best one (see :mod:`.recovery` for what the room does
+then). The ``runs``, ``changes``, ``tags`` and ``branches`` tables hold no blobs.
 
 Small ``updates`` / ``changes`` inserts are inlined in the catalog (a persisted per-table
 ``data_inlining_row_limit``); ``snapshots`` never are. With a PostgreSQL catalog the inlined
@@ -72,19 +81,21 @@ own connection is used only while opening; every other use goes through :meth:`L
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import os
 import pathlib
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import duckdb
 
-from ..errors import StorageError
+from ..errors import CorruptionError, StorageError, ValidationError
+from .checksums import SNAPSHOT_BLOBS, UPDATE_BLOBS, check_row, describe_row
 from .config import (
     CATALOG_FILE,
     DATA_DIR,
@@ -114,6 +125,7 @@ __all__ = [
     "SQLITE_BUSY_TIMEOUT_MS",
     "Lake",
     "LakeJob",
+    "RowId",
     "StoredRoom",
     "TailRow",
     "is_transient",
@@ -125,7 +137,7 @@ ALIAS = "lake"
 """Name the lake is attached as in the lake's private DuckDB instance."""
 SCHEMA = "sqlrooms_nb"
 """Schema of the project's tables inside the lake."""
-LAKE_SCHEMA_VERSION = 4
+LAKE_SCHEMA_VERSION = 5
 """Version of the table layout described in this module's docstring."""
 
 S3_SECRET_NAME = "sqlrooms_nb_lake_s3"
@@ -156,7 +168,7 @@ _TABLES: dict[str, str] = {
         room VARCHAR NOT NULL, branch VARCHAR NOT NULL, writer VARCHAR NOT NULL,
         seq BIGINT NOT NULL, vv_from BLOB, vv_to BLOB, frontiers BLOB,
         change_count INTEGER, first_change_at TIMESTAMPTZ, last_change_at TIMESTAMPTZ,
-        byte_length INTEGER, bytes BLOB NOT NULL, written_at TIMESTAMPTZ""",
+        byte_length INTEGER, bytes BLOB NOT NULL, written_at TIMESTAMPTZ, checksum BIGINT""",
     "changes": """
         room VARCHAR NOT NULL, branch VARCHAR NOT NULL, writer VARCHAR NOT NULL,
         seq BIGINT NOT NULL, peer VARCHAR NOT NULL, counter_start BIGINT NOT NULL,
@@ -165,7 +177,8 @@ _TABLES: dict[str, str] = {
     "snapshots": """
         room VARCHAR NOT NULL, branch VARCHAR NOT NULL, writer VARCHAR NOT NULL,
         seq BIGINT NOT NULL, version BLOB, frontiers BLOB, change_count BIGINT,
-        byte_length BIGINT, bytes BLOB NOT NULL, created_at TIMESTAMPTZ, lake_version BIGINT""",
+        byte_length BIGINT, bytes BLOB NOT NULL, created_at TIMESTAMPTZ, lake_version BIGINT,
+        checksum BIGINT""",
     "tags": """
         room VARCHAR NOT NULL, branch VARCHAR NOT NULL, name VARCHAR NOT NULL,
         version VARCHAR NOT NULL, created_by VARCHAR, created_at TIMESTAMPTZ""",
@@ -186,10 +199,11 @@ _INLINE_LIMITS = {
     "branches": UPDATES_INLINE_ROW_LIMIT,
     "runs": UPDATES_INLINE_ROW_LIMIT,
 }
-_ADDED_IN: dict[int, tuple[str, ...]] = {2: ("branches",), 3: ("runs",), 4: ()}
+_ADDED_IN: dict[int, tuple[str, ...]] = {2: ("branches",), 3: ("runs",), 4: (), 5: ()}
 """Tables each layout version added: upgrading a lake creates them."""
 _COLUMNS_ADDED_IN: dict[int, tuple[tuple[str, str, str], ...]] = {
     4: (("snapshots", "lake_version", "BIGINT"),),
+    5: (("updates", "checksum", "BIGINT"), ("snapshots", "checksum", "BIGINT")),
 }
 """Columns each layout version added to existing tables (table, column, type): upgrading a
 lake adds them as NULL columns (nothing else changes)."""
@@ -223,15 +237,38 @@ class LakeJob(Protocol):
 
 
 @dataclass(frozen=True)
+class RowId:
+    """Which stored row: ``table`` (``"updates"`` | ``"snapshots"``), ``writer``, ``seq`` and
+    ``lake_snapshot`` (the DuckLake snapshot id that inserted it: ``(writer, seq,
+    lake_snapshot)`` tells two snapshots of one writer and seq apart)."""
+
+    table: str
+    writer: str
+    seq: int
+    lake_snapshot: int
+
+
+@dataclass(frozen=True)
 class StoredRoom:
     """What the lake holds for one room/branch, as read by :meth:`Lake.load`.
 
-    ``snapshot``: bytes of the latest snapshot, ``None`` if there is none; ``snapshot_seq``: the
-    seq it covers (0 without one); ``updates``: bytes of every update row with seq >
-    ``snapshot_seq``, in (seq, writer) order; ``update_seqs``: their seqs, same order;
-    ``last_seq``: the largest seq of the room/branch in ``updates`` or ``snapshots``, 0 if none;
-    ``lake_version``: the DuckLake snapshot id the read saw (every row up to it is in the
-    snapshot or in ``updates``), the starting point of :meth:`Lake.tail`.
+    ``snapshot``: bytes of the best readable snapshot (the one covering the lake furthest
+    whose checksum matches), ``None`` if there is none; ``snapshot_seq``: the seq it covers (0
+    without one); ``updates``: bytes of every sound update row it does not cover, in commit
+    order; ``update_seqs``: their seqs, same order; ``last_seq``: the largest seq of the
+    room/branch in ``updates`` or ``snapshots``, 0 if none; ``lake_version``: the DuckLake
+    snapshot id the read saw (every row up to it is in the snapshot or in ``updates``, or is
+    named in ``problems``), the starting point of :meth:`Lake.tail`.
+
+    ``snapshot_row`` / ``update_rows``: identities of the snapshot and of each update (same
+    order as ``updates``); ``snapshot_version``: the snapshot's ``version`` blob (encoded
+    version vector). ``problems``: one :class:`~sqlrooms_nb.errors.CorruptionError` per row
+    passed over because its checksum did not match or it could not be read (empty when all is
+    well): such a snapshot was replaced by the next best one, such an update row is not in
+    ``updates``. ``passed_over``: the ``version`` blob of each snapshot passed over (what it
+    claimed to hold; ``None`` when it could not be read), so a caller can tell whether the
+    rest holds as much. ``salvage``: ``(row, bytes)`` of each update row left out, for a
+    caller that can check the bytes another way (Loro's own checksum of its update body).
     """
 
     snapshot: bytes | None
@@ -240,6 +277,12 @@ class StoredRoom:
     last_seq: int
     update_seqs: list[int] = field(default_factory=list)
     lake_version: int = 0
+    snapshot_row: RowId | None = None
+    update_rows: list[RowId] = field(default_factory=list)
+    problems: tuple[CorruptionError, ...] = ()
+    snapshot_version: bytes | None = None
+    passed_over: tuple[bytes | None, ...] = ()
+    salvage: tuple[tuple[RowId, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -295,8 +338,28 @@ def retrying(
 
 
 def quote_ident(name: str) -> str:
-    """``name`` as a double-quoted SQL identifier."""
+    """``name`` as a double-quoted SQL identifier (embedded quotes doubled).
+
+    Raises :class:`~sqlrooms_nb.errors.ValidationError` for a name holding a NUL character
+    (DuckDB would cut the statement there)."""
+    if "\x00" in name:
+        raise ValidationError(f"an SQL name cannot hold a NUL character: {name!r:.80}")
     return '"' + name.replace('"', '""') + '"'
+
+
+class _Unreadable(StorageError):
+    """Internal: a snapshot (``row``; ``None``: the snapshots table as a whole) cannot be
+    read; :meth:`Lake.load` reads again without it."""
+
+    def __init__(self, row: RowId | None, error: CorruptionError) -> None:
+        super().__init__(str(error))
+        self.row = row
+        self.error = error
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return redact(text.splitlines()[0]) if text else type(exc).__name__
 
 
 def resolve_location(location: str | os.PathLike[str] | LakeConfig | None) -> pathlib.Path | str:
@@ -347,7 +410,10 @@ class Lake:
         self._refs = 0
         self._jobs: list[LakeJob] = []
         self._flushes = 0
-        self._jobs_lock = threading.Lock()  # guards _jobs and _flushes
+        self._jobs_lock = threading.Lock()  # guards _jobs, _flushes and _reported
+        self._reported: set[tuple[object, ...]] = set()  # damaged rows logged (report_once)
+        # Whether the tables have the layout-5 checksum columns (a read-only lake may be older).
+        self._checksums = True
         # PostgreSQL catalog: LISTEN/NOTIFY wakes other kernels (see .notify); else polling.
         self.notifier: Notifier | None = None
 
@@ -405,6 +471,8 @@ class Lake:
                 what=f"create the sqlrooms_nb tables in {where}",
                 transient=lambda e: is_transient(e) or isinstance(e, duckdb.TransactionException),
             )
+            if config.read_only:  # (a writer has just upgraded the layout: it has them)
+                lake._checksums = "checksum" in lake._columns("updates")
         except StorageError as exc:
             con.close()
             if config.catalog == "postgres" and _auth_failed(exc):
@@ -563,66 +631,246 @@ class Lake:
 
     # --- reads ---------------------------------------------------------------------------------
 
-    def load(self, room: str, branch: str, *, at_snapshot: int | None = None) -> StoredRoom:
-        """The snapshot of ``room``/``branch`` with the highest ``lake_version`` and every
-        ``updates`` row it does not cover (see the module docstring), in commit order, in one
-        consistent read. Any writer's snapshot serves: several kernels may write one room.
+    def load(
+        self,
+        room: str,
+        branch: str,
+        *,
+        at_snapshot: int | None = None,
+        skip_snapshots: Collection[RowId] = (),
+    ) -> StoredRoom:
+        """The best snapshot of ``room``/``branch`` and every ``updates`` row it does not
+        cover (see the module docstring), in commit order, in one consistent read. Any
+        writer's snapshot serves: several kernels may write one room.
+
+        The best snapshot is the one with the highest ``lake_version`` whose blobs match their
+        checksum and can be read; the others are tried in order when it does not, and each one
+        passed over is named in :attr:`StoredRoom.problems`, as is each ``updates`` row whose
+        blobs do not match (left out of :attr:`StoredRoom.updates`). Rows written before lake
+        layout 5 carry no checksum and are returned unchecked. ``skip_snapshots``: snapshots
+        not to use (e.g. ones Loro refused; not reported again).
 
         ``at_snapshot`` reads the tables as they were at that DuckLake snapshot id (time
         travel, ``AT (VERSION => n)``) instead of now. Returns an empty :class:`StoredRoom` (no
         snapshot, no updates, ``last_seq`` 0) for a room never written. Raises
         :class:`StorageError` if the lake cannot be read (or has no such snapshot). Runs on
-        the calling thread with its own cursor.
+        the calling thread with its own cursor; verifying costs ~0.3 ms per MB read.
         """
+        skip: set[RowId | None] = set(skip_snapshots)
+        unreadable: list[CorruptionError] = []
+        unread: list[bytes | None] = []
+        what = f"read room {room!r} branch {branch!r} from {self.location}"
+        while True:
+            try:
+                stored = retrying(
+                    lambda: self._read_room(room, branch, at_snapshot, frozenset(skip)), what=what
+                )
+            except _Unreadable as exc:  # read again without that snapshot (or any)
+                skip.add(exc.row)
+                unreadable.append(exc.error)
+                unread.append(None)
+                continue
+            if unreadable:
+                stored = dataclasses.replace(
+                    stored,
+                    problems=(*unreadable, *stored.problems),
+                    passed_over=(*unread, *stored.passed_over),
+                )
+            return stored
+
+    def _read_room(
+        self, room: str, branch: str, at_snapshot: int | None, skip: frozenset[RowId | None]
+    ) -> StoredRoom:
+        """One attempt of :meth:`load`. Raises :class:`_Unreadable` for a snapshot DuckDB
+        cannot read (not transient), which ends the transaction."""
         updates, snapshots = self.table("updates"), self.table("snapshots")
         if at_snapshot is not None:
             travel = f" AT (VERSION => {int(at_snapshot)})"
             updates, snapshots = updates + travel, snapshots + travel
+        problems: list[CorruptionError] = []
+        passed_over: list[bytes | None] = []
 
-        def read() -> StoredRoom:
+        def bad_row(row: RowId | None, exc: BaseException) -> _Unreadable:
+            if row is None:
+                what = f"the snapshots of room {room!r} branch {branch!r}"
+            else:
+                what = describe_row(room, branch, row.table, row.writer, row.seq, row.lake_snapshot)
+            error = CorruptionError(
+                f"{what} cannot be read ({_first_line(exc)})",
+                room=room,
+                branch=branch,
+                table="snapshots",
+                writer=row.writer if row else "",
+                seq=row.seq if row else None,
+                lake_snapshot=row.lake_snapshot if row else None,
+            )
+            return _Unreadable(row, error)
+
+        cur = self.cursor()
+        try:
+            cur.execute("BEGIN TRANSACTION")
+            version = int(at_snapshot) if at_snapshot is not None else self._current_version(cur)
+            checksum = "checksum" if self._checksums else "NULL"
+            if at_snapshot is not None:  # the tables as they were then: maybe before layout 5
+                old = cur.execute(f"SELECT * FROM {snapshots} LIMIT 0").description or ()
+                if "checksum" not in {column[0] for column in old}:
+                    checksum = "NULL"
+            candidates: list[tuple[RowId, int | None]] = []
+            if None not in skip:
+                try:
+                    listed = cur.execute(
+                        f"SELECT writer, seq, snapshot_id, lake_version FROM {snapshots} "
+                        "WHERE room = ? AND branch = ? "
+                        # The snapshot covering the lake furthest first: the rows it lacks are
+                        # still there even after a compaction deleted older ones.
+                        "ORDER BY lake_version DESC NULLS LAST, change_count DESC NULLS LAST, "
+                        "seq DESC, created_at DESC",
+                        [room, branch],
+                    ).fetchall()
+                except duckdb.Error as exc:
+                    if is_transient(exc):
+                        raise
+                    raise bad_row(None, exc) from exc
+                candidates = [
+                    (RowId("snapshots", str(w), int(q), int(sid)), None if lv is None else int(lv))
+                    for w, q, sid, lv in listed
+                ]
+            chosen: tuple[RowId, bytes, int | None, bytes | None] | None = None
+            for row, lake_version in candidates:
+                if row in skip:
+                    continue
+                try:
+                    got = cur.execute(
+                        f"SELECT {', '.join(SNAPSHOT_BLOBS)}, {checksum} FROM {snapshots} "
+                        "WHERE room = ? AND branch = ? AND writer = ? AND seq = ? "
+                        "AND snapshot_id = ? LIMIT 1",
+                        [room, branch, row.writer, row.seq, row.lake_snapshot],
+                    ).fetchone()
+                except duckdb.Error as exc:
+                    if is_transient(exc):
+                        raise
+                    raise bad_row(row, exc) from exc
+                if got is None:
+                    continue
+                error = check_row(
+                    got[:-1],
+                    got[-1],
+                    room=room,
+                    branch=branch,
+                    table="snapshots",
+                    writer=row.writer,
+                    seq=row.seq,
+                    lake_snapshot=row.lake_snapshot,
+                )
+                if error is not None:
+                    problems.append(error)
+                    passed_over.append(None if got[1] is None else bytes(got[1]))
+                    continue
+                chosen = (row, bytes(got[0]), lake_version, got[1])
+                break
+            s_row = chosen[0] if chosen else None
+            s_seq = s_row.seq if s_row else 0
+            s_version = chosen[2] if chosen else None
+            rows = cur.execute(
+                f"SELECT writer, seq, snapshot_id, {', '.join(UPDATE_BLOBS)}, {checksum} "
+                f"FROM {updates} WHERE room = ? AND branch = ? AND NOT {_COVERED} "
+                "ORDER BY snapshot_id, seq, writer",
+                [room, branch, s_version, s_row.writer if s_row else None, s_seq, s_version, s_seq],
+            ).fetchall()
+            last = cur.execute(
+                f"SELECT max(seq) FROM {updates} WHERE room = ? AND branch = ?", [room, branch]
+            ).fetchone()
+            cur.execute("COMMIT")
+        except BaseException:
+            _rollback(cur)
+            raise
+        finally:
+            cur.close()
+        blobs: list[bytes] = []
+        update_rows: list[RowId] = []
+        salvage: list[tuple[RowId, bytes]] = []
+        for writer, seq, sid, *stored, stored_checksum in rows:
+            row = RowId("updates", str(writer), int(seq), int(sid))
+            error = check_row(
+                stored,
+                stored_checksum,
+                room=room,
+                branch=branch,
+                table="updates",
+                writer=row.writer,
+                seq=row.seq,
+                lake_snapshot=row.lake_snapshot,
+            )
+            if error is not None:
+                problems.append(error)
+                salvage.append((row, bytes(stored[0])))
+                continue
+            blobs.append(bytes(stored[0]))
+            update_rows.append(row)
+        last_update = int(last[0]) if last and last[0] is not None else 0
+        return StoredRoom(
+            snapshot=chosen[1] if chosen else None,
+            snapshot_seq=s_seq,
+            updates=blobs,
+            last_seq=max([last_update, s_seq, *(row.seq for row, _ in candidates)]),
+            update_seqs=[row.seq for row in update_rows],
+            lake_version=version,
+            snapshot_row=s_row,
+            update_rows=update_rows,
+            problems=tuple(problems),
+            snapshot_version=bytes(chosen[3]) if chosen and chosen[3] is not None else None,
+            passed_over=tuple(passed_over),
+            salvage=tuple(salvage),
+        )
+
+    def expected_changes(
+        self,
+        room: str,
+        branch: str,
+        rows: Collection[tuple[str, int]] = (),
+        *,
+        at_snapshot: int | None = None,
+    ) -> tuple[dict[int, int], set[tuple[str, int]]]:
+        """What the ``changes`` table says a complete recovery of ``room``/``branch`` holds, as
+        the lake was at DuckLake snapshot ``at_snapshot`` (``None``: now).
+
+        Returns ``({peer: counter end (exclusive)}, listed)``: the end of every peer's changes,
+        and which of ``rows`` (``(writer, seq)`` of ``updates`` rows) have ``changes`` rows at
+        all. The table holds no blobs and is written in the transaction of each ``updates`` row
+        (a branch's seq-0 fork snapshot has no rows there; its own ``version`` says what it
+        holds). Raises :class:`StorageError`."""
+        changes = self.table("changes")
+        if at_snapshot is not None:
+            changes += f" AT (VERSION => {int(at_snapshot)})"
+        wanted = sorted(set(rows))
+
+        def read() -> tuple[dict[int, int], set[tuple[str, int]]]:
             cur = self.cursor()
             try:
                 cur.execute("BEGIN TRANSACTION")
-                version = (
-                    int(at_snapshot) if at_snapshot is not None else self._current_version(cur)
-                )
-                snap = cur.execute(
-                    f"SELECT seq, bytes, writer, lake_version FROM {snapshots} "
-                    "WHERE room = ? AND branch = ? "
-                    # The snapshot covering the lake furthest: the rows it lacks are still
-                    # there even after a compaction deleted older ones (see .maintenance).
-                    "ORDER BY lake_version DESC NULLS LAST, change_count DESC NULLS LAST, "
-                    "seq DESC, created_at DESC LIMIT 1",
+                ends = cur.execute(
+                    f"SELECT peer, max(counter_end) FROM {changes} "
+                    "WHERE room = ? AND branch = ? GROUP BY peer",
                     [room, branch],
-                ).fetchone()
-                snapshot_seq = int(snap[0]) if snap else 0
-                s_writer, s_version = (snap[2], snap[3]) if snap else (None, None)
-                rows = cur.execute(
-                    f"SELECT seq, bytes FROM {updates} WHERE room = ? AND branch = ? "
-                    f"AND NOT {_COVERED} ORDER BY snapshot_id, seq, writer",
-                    [room, branch, s_version, s_writer, snapshot_seq, s_version, snapshot_seq],
                 ).fetchall()
-                last = cur.execute(
-                    f"SELECT max(seq) FROM {updates} WHERE room = ? AND branch = ?",
-                    [room, branch],
-                ).fetchone()
+                listed = set()
+                for writer, seq in wanted:
+                    found = cur.execute(
+                        f"SELECT 1 FROM {changes} "
+                        "WHERE room = ? AND branch = ? AND writer = ? AND seq = ? LIMIT 1",
+                        [room, branch, writer, seq],
+                    ).fetchone()
+                    if found is not None:
+                        listed.add((writer, seq))
                 cur.execute("COMMIT")
             except BaseException:
                 _rollback(cur)
                 raise
             finally:
                 cur.close()
-            last_update = int(last[0]) if last and last[0] is not None else 0
-            return StoredRoom(
-                snapshot=bytes(snap[1]) if snap else None,
-                snapshot_seq=snapshot_seq,
-                updates=[bytes(row[1]) for row in rows],
-                last_seq=max(last_update, snapshot_seq),
-                update_seqs=[int(row[0]) for row in rows],
-                lake_version=version,
-            )
+            return {int(peer): int(end) for peer, end in ends if end is not None}, listed
 
-        return retrying(read, what=f"read room {room!r} branch {branch!r} from {self.location}")
+        return retrying(read, what=f"read the changes of room {room!r} branch {branch!r}")
 
     def tail(
         self, cur: duckdb.DuckDBPyConnection, room: str, branch: str, *, after: int, writer: str
@@ -633,17 +881,22 @@ class Lake:
         rows inserted after ``after`` by writers other than ``writer``, ordered by writer and
         seq; import them as one batch (Loro resolves dependencies within a batch). A lake
         with no new snapshot costs one catalog lookup. Uses ``cur`` (the caller's thread's
-        cursor). Raises :class:`StorageError` if the lake cannot be read.
+        cursor). Raises :class:`StorageError` if the lake cannot be read, and
+        :class:`~sqlrooms_nb.errors.CorruptionError` naming the first row whose blobs do not
+        match their checksum (then nothing is returned: read again later from ``after``; the
+        row is logged at ERROR once per process).
         """
+        checksum = "checksum" if self._checksums else "NULL"
 
-        def read() -> tuple[int, list[TailRow]]:
+        def read() -> tuple[int, list[tuple[Any, ...]]]:
             try:
                 cur.execute("BEGIN TRANSACTION")
                 version = self._current_version(cur)
                 rows = []
                 if version > after:
                     rows = cur.execute(
-                        f"SELECT writer, seq, bytes, vv_to FROM {self.table('updates')} "
+                        f"SELECT writer, seq, snapshot_id, {', '.join(UPDATE_BLOBS)}, {checksum} "
+                        f"FROM {self.table('updates')} "
                         "WHERE room = ? AND branch = ? AND snapshot_id > ? AND writer <> ? "
                         "ORDER BY writer, seq",
                         [room, branch, after, writer],
@@ -652,9 +905,45 @@ class Lake:
             except BaseException:
                 _rollback(cur)
                 raise
-            return version, [TailRow(r[0], int(r[1]), bytes(r[2]), bytes(r[3])) for r in rows]
+            return version, rows
 
-        return retrying(read, what=f"read new rows of room {room!r} branch {branch!r}")
+        version, rows = retrying(read, what=f"read new rows of room {room!r} branch {branch!r}")
+        out: list[TailRow] = []
+        for w, seq, sid, *blobs, stored in rows:
+            error = check_row(
+                blobs,
+                stored,
+                room=room,
+                branch=branch,
+                table="updates",
+                writer=str(w),
+                seq=int(seq),
+                lake_snapshot=int(sid),
+            )
+            if error is not None:
+                self.report_once(error)
+                raise error
+            vv_to = blobs[UPDATE_BLOBS.index("vv_to")]
+            out.append(TailRow(str(w), int(seq), bytes(blobs[0]), bytes(vv_to)))
+        return version, out
+
+    def report_once(self, error: CorruptionError) -> None:
+        """Log ``error`` at ERROR level unless this lake object logged the same row before
+        (readers that poll meet a damaged row again and again). Any thread."""
+        with self._jobs_lock:
+            if error.key in self._reported:
+                return
+            self._reported.add(error.key)
+        LOG.error("[sqlrooms_nb] %s", error)
+
+    def _columns(self, table: str) -> list[str]:
+        """Column names of one of the project's tables. Raises ``duckdb.Error``."""
+        cur = self.cursor()
+        try:
+            description = cur.execute(f"SELECT * FROM {self.table(table)} LIMIT 0").description
+        finally:
+            cur.close()
+        return [str(column[0]) for column in description or ()]
 
     def _current_version(self, cur: duckdb.DuckDBPyConnection) -> int:
         """The lake's current DuckLake snapshot id (in ``cur``'s transaction)."""

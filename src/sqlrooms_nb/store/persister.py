@@ -14,6 +14,14 @@ called, and the writer retries with exponential backoff (``RETRY_FIRST_DELAY_S``
 ``RETRY_MAX_DELAY_S``) until it succeeds. A snapshot (``ExportMode.Snapshot``, never inlined)
 is written every ``snapshot_every_changes`` changes and on close.
 
+Outage (with a spill file, see :mod:`.spill`): before a failure is reported, what the document
+holds beyond the saved version and the spill is appended to the spill file and fsynced, and
+while retries wait, new changes are spilled every ``max_delay_s`` (the same window as flushes).
+:attr:`Persister.outage` and ``on_outage`` say how many changes are kept on disk and how many
+only in memory. The spill (and any orphan spill files recovery imported) is removed only after
+a lake commit covers it. So a kernel that dies during an outage loses at most the changes of
+its last ``max_delay_s``, exactly as with a reachable lake.
+
 Threads: one named daemon thread per persister owns its DuckDB cursor; :meth:`Persister.notify`,
 :meth:`Persister.flush` and :meth:`Persister.close` may be called from any other thread and
 reach it through a queue. ``on_saved`` and ``on_error`` run on the writer thread: keep them
@@ -36,8 +44,10 @@ import pyarrow as pa
 from loro import ID, ExportMode, LoroDoc, VersionVector
 
 from .. import notebook as nb
-from ..errors import StorageError, ValidationError
+from ..errors import CorruptionError, SpillError, StorageError, ValidationError
+from .checksums import UPDATE_BLOBS, blob_checksum, check_row
 from .lake import Lake, _rollback
+from .spill import Orphan, SpillFile
 
 LOG = logging.getLogger("sqlrooms_nb")
 
@@ -49,6 +59,11 @@ DOC_LOCK_WAIT_S = 0.05
 """How long the writer waits for the caller's document lock before reading the doc anyway."""
 CLOSE_TIMEOUT_S = 60.0
 """Default time :meth:`Persister.close` waits for the final flush and snapshot, seconds."""
+
+before_commit_hook: Callable[[int], None] | None = None
+"""Test seam (``None`` in use): called on the writer thread inside each flush transaction, after
+its INSERTs and before COMMIT, with the batch's seq; crash tests sleep in it so that a kill
+lands mid-commit."""
 
 _TS = pa.timestamp("us", tz="UTC")
 _UPDATES_SCHEMA = pa.schema(
@@ -66,6 +81,7 @@ _UPDATES_SCHEMA = pa.schema(
         ("byte_length", pa.int32()),
         ("bytes", pa.binary()),
         ("written_at", _TS),
+        ("checksum", pa.int64()),
     ]
 )
 _CHANGES_SCHEMA = pa.schema(
@@ -96,6 +112,7 @@ SNAPSHOTS_SCHEMA = pa.schema(
         ("bytes", pa.binary()),
         ("created_at", _TS),
         ("lake_version", pa.int64()),
+        ("checksum", pa.int64()),
     ]
 )
 
@@ -115,6 +132,7 @@ def snapshot_table(
         blob = doc.export(ExportMode.Snapshot())
         meta = LoroDoc.decode_import_blob_meta(blob, False)
         version = meta.partial_end_vv
+        encoded = version.encode()  # (encoded once: the checksum covers these very bytes)
         frontiers = doc.vv_to_frontiers(version).encode()
         change_count = int(doc.len_changes)
     except BaseException as exc:  # loro raises BaseException subclasses
@@ -128,13 +146,14 @@ def snapshot_table(
                 "branch": branch,
                 "writer": writer,
                 "seq": seq,
-                "version": version.encode(),
+                "version": encoded,
                 "frontiers": frontiers,
                 "change_count": change_count,
                 "byte_length": len(blob),
                 "bytes": blob,
                 "created_at": time.time_ns() // 1000,
                 "lake_version": lake_version,
+                "checksum": blob_checksum((blob, encoded, frontiers)),  # see .checksums
             }
         ],
         schema=SNAPSHOTS_SCHEMA,
@@ -187,6 +206,29 @@ class FlushPolicy:
             or pending_bytes >= self.max_bytes
             or now - first_pending_at >= self.max_delay_s
         )
+
+
+@dataclass(frozen=True)
+class Outage:
+    """The lake cannot be written (see :attr:`Persister.outage`).
+
+    ``error``: the latest failure's message; ``since``: when the outage began (``time.time()``
+    seconds); ``saved_version``: encoded version vector of what the lake holds;
+    ``kept_changes``: Loro changes beyond it that are fsynced in spill files (this writer's
+    and the orphans recovery imported); ``unkept_changes``: changes beyond it held only in
+    memory (the spill failed, there is none, or they are younger than ``max_delay_s``);
+    ``spill_path`` / ``spill_bytes``: this writer's spill file and its size (``None`` / 0
+    without one); ``spill_error``: why the last spill append failed, ``None`` if it did not.
+    """
+
+    error: str
+    since: float
+    saved_version: bytes
+    kept_changes: int
+    unkept_changes: int
+    spill_path: str | None = None
+    spill_bytes: int = 0
+    spill_error: str | None = None
 
 
 class _Flush:
@@ -266,6 +308,20 @@ class Persister:
             every row up to it is in ``doc``. Tailing starts there.
         on_remote: called on the writer thread with the update blobs other writers added, once
             they are imported into ``doc`` (the caller relays them to its views).
+        read_only: write nothing (no updates, changes, snapshots or maintenance: a read-only
+            room); flushes return at once and tailing goes on.
+        spill: this writer's spill file (:meth:`SpillDir.writer_file`), where unsaved changes go
+            while the lake cannot be written; ``None``: they stay in memory only.
+        orphans: spill files of dead writers that recovery imported into ``doc``; each is
+            removed once a flush covers it (the persister takes them over).
+        saved_version: what the lake holds (``Recovered.saved_version``), when ``doc`` holds
+            more (imported orphans); ``None``: ``doc.oplog_vv``.
+        on_outage: called on the writer thread with an :class:`Outage` after each failed flush
+            and each spill append during an outage; the next ``on_saved`` ends it.
+        snapshots: ``False``: write no snapshot (recovery found changes missing, see
+            ``Recovered.complete``: a snapshot would cover the damaged rows and hide the loss).
+        snapshot_now: write a snapshot at close even without new changes (recovery passed over
+            a damaged row: a fresh snapshot lets the next open read sound rows only).
 
     Several writers (kernels) may write one room/branch at once: each writes its own rows and,
     every ``policy.poll_s`` seconds or when :meth:`wake_tail` is called, imports the rows the
@@ -292,8 +348,16 @@ class Persister:
         author: str = "",
         lake_version: int = 0,
         on_remote: Callable[[list[bytes]], None] | None = None,
+        spill: SpillFile | None = None,
+        orphans: list[Orphan] | tuple[Orphan, ...] = (),
+        saved_version: VersionVector | None = None,
+        on_outage: Callable[[Outage], None] | None = None,
+        read_only: bool = False,
+        snapshots: bool = True,
+        snapshot_now: bool = False,
     ) -> None:
         self._lake = lake
+        self._read_only = read_only
         self._author = author
         self._room = room
         self._branch = branch
@@ -310,21 +374,33 @@ class Persister:
         self._lake_version = int(lake_version)
 
         self._state = threading.Lock()  # guards the fields below
-        self._saved_vv = copy_vv(doc.oplog_vv)
+        self._saved_vv = copy_vv(doc.oplog_vv if saved_version is None else saved_version)
         self._pending_changes = 0
         self._pending_bytes = 0
         self._first_pending_at: float | None = None
+        if not self._saved_vv.includes_vv(doc.oplog_vv):  # imported orphans: flush them soon
+            self._pending_changes = 1
+            self._first_pending_at = clock()
+        self._outage: Outage | None = None
         self._wake_queued = False
         self._closing = False
         self._stopped = False
 
         # Writer-thread-only fields.
         self._changes_since_snapshot = 0
-        self._snapshot_needed = False
+        self._snapshot_needed = snapshot_now
+        self._snapshots = snapshots
+        self._tail_problem = ""  # the damaged row tailing last reported
         self._failures = 0
         self._retry_at: float | None = None
         self._unknown_attempt: int | None = None  # seq of a write whose outcome is unknown
         self._next_tail_at = self._clock() if policy.poll_s is not None else None
+        self._spill = spill
+        self._orphans = list(orphans)
+        self._on_outage = on_outage
+        self._spilled_vv = copy_vv(self._saved_vv)  # saved + this writer's spill file
+        self._outage_since: float | None = None
+        self._last_error = ""
 
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(
@@ -345,6 +421,12 @@ class Persister:
     def lake_version(self) -> int:
         """DuckLake snapshot id up to which every row of the room/branch is in the document."""
         return self._lake_version
+
+    @property
+    def outage(self) -> Outage | None:
+        """The current outage (the last flush failed), ``None`` while the lake is written
+        fine (any thread)."""
+        return self._outage
 
     def wake_tail(self) -> None:
         """Look for other writers' rows now (any thread; e.g. on a PostgreSQL NOTIFY)."""
@@ -439,9 +521,10 @@ class Persister:
             cur = self._lake.cursor()
             try:
                 last_snapshot = self._lake.last_snapshot_seq(self._room, self._branch)
-                self._snapshot_needed = self._start_seq > last_snapshot
+                self._snapshot_needed |= self._start_seq > last_snapshot
             except StorageError as exc:
                 LOG.warning("[sqlrooms_nb] %s", exc)
+            self._clear_spills()  # orphans whose changes the lake already had
             while True:
                 item = self._next_item()
                 items = [] if item is None else [item]
@@ -464,6 +547,7 @@ class Persister:
                     now = self._clock()
                     if self._retry_at is not None:
                         if now < self._retry_at:
+                            self._spill_if_due(now)
                             continue
                     else:
                         with self._state:
@@ -513,6 +597,11 @@ class Persister:
             self._unlisten()
             if cur is not None:
                 cur.close()
+            # Whatever is left on disk still holds unsaved changes: the next open replays it.
+            if self._spill is not None:
+                self._spill.close()
+            for orphan in self._orphans:
+                orphan.release()
 
     def _drain(self) -> list[_Flush]:
         """Requests still queued (call with ``_state`` held, after setting ``_stopped``)."""
@@ -543,7 +632,7 @@ class Persister:
             deadlines.append(self._next_tail_at)
         if self._retry_at is not None:
             deadlines.append(self._retry_at)
-        elif first is not None:
+        if first is not None:  # a flush, or during an outage a spill append
             deadlines.append(first + self._policy.max_delay_s)
         if not deadlines:
             return self._queue.get()
@@ -566,6 +655,11 @@ class Persister:
             version, rows = self._lake.tail(
                 cur, self._room, self._branch, after=self._lake_version, writer=self._writer
             )
+        except CorruptionError as exc:  # a damaged row: stay before it; tell the room once
+            if str(exc) != self._tail_problem:
+                self._tail_problem = str(exc)
+                self._report(exc)
+            return
         except StorageError as exc:  # an unreachable lake shows in flush errors; try later
             LOG.debug("[sqlrooms_nb] tail of %s/%s failed: %s", self._room, self._branch, exc)
             return
@@ -616,9 +710,13 @@ class Persister:
         self, cur: duckdb.DuckDBPyConnection, *, final: bool
     ) -> StorageError | None:
         """One flush (and a snapshot when due or ``final``). Returns the error, if any."""
+        if self._read_only:
+            return None
         try:
             self._flush(cur)
-            if final:
+            if not self._snapshots:
+                pass  # changes are missing: a snapshot would cover (and hide) the damage
+            elif final:
                 if self._snapshot_needed or self._changes_since_snapshot > 0:
                     self._write_snapshot(cur)
             elif self._changes_since_snapshot >= self._policy.snapshot_every_changes:
@@ -627,6 +725,8 @@ class Persister:
             self._failures += 1
             delay = min(RETRY_FIRST_DELAY_S * 2 ** (self._failures - 1), RETRY_MAX_DELAY_S)
             self._retry_at = self._clock() + delay
+            self._last_error = str(exc)
+            self._spill_unsaved()  # write-ahead: on disk before anyone is told
             self._report(exc)
             return exc
         self._failures = 0
@@ -659,6 +759,7 @@ class Persister:
             self._first_pending_at = None
         try:
             written = self._write_batch(cur)
+            self._clear_spills()
         except BaseException:
             with self._state:  # put the counts back: they are still pending
                 self._pending_changes += taken[0]
@@ -714,6 +815,7 @@ class Persister:
             return None
         times = [c[4] for c in changes if c[4]]
         now_us = time.time_ns() // 1000
+        vv_from, vv_to_bytes = saved.encode(), vv_to.encode()
         updates = pa.Table.from_pylist(
             [
                 {
@@ -721,8 +823,8 @@ class Persister:
                     "branch": self._branch,
                     "writer": self._writer,
                     "seq": seq,
-                    "vv_from": saved.encode(),
-                    "vv_to": vv_to.encode(),
+                    "vv_from": vv_from,
+                    "vv_to": vv_to_bytes,
                     "frontiers": frontiers,
                     "change_count": len(changes),
                     "first_change_at": min(times) * 1_000_000 if times else None,
@@ -730,6 +832,7 @@ class Persister:
                     "byte_length": len(blob),
                     "bytes": blob,
                     "written_at": now_us,
+                    "checksum": blob_checksum((blob, vv_from, vv_to_bytes, frontiers)),
                 }
             ],
             schema=_UPDATES_SCHEMA,
@@ -819,6 +922,9 @@ class Persister:
                     cur.execute(
                         f"INSERT INTO {self._lake.table(name)} BY NAME SELECT * FROM {view}"
                     )
+                hook = before_commit_hook
+                if hook is not None:
+                    hook(seq)
                 cur.execute("COMMIT")
             except BaseException:
                 _rollback(cur)
@@ -841,7 +947,8 @@ class Persister:
         """After a failed write of ``seq``: if the row landed anyway, adopt it as saved."""
         try:
             row = cur.execute(
-                f"SELECT vv_to, change_count FROM {self._lake.table('updates')} "
+                f"SELECT vv_to, change_count, {', '.join(UPDATE_BLOBS)}, checksum "
+                f"FROM {self._lake.table('updates')} "
                 "WHERE room = ? AND branch = ? AND writer = ? AND seq = ?",
                 [self._room, self._branch, self._writer, seq],
             ).fetchone()
@@ -852,6 +959,20 @@ class Persister:
         self._unknown_attempt = None
         if row is None:
             return False
+        damaged = check_row(
+            row[2:-1],
+            row[-1],
+            room=self._room,
+            branch=self._branch,
+            table="updates",
+            writer=self._writer,
+            seq=seq,
+            lake_snapshot=None,
+        )
+        if damaged is not None:  # landed damaged: recovery passes over it; write it again
+            with self._state:
+                self._seq = seq
+            raise damaged
         version = VersionVector.decode(bytes(row[0]))
         with self._state:
             self._seq = seq
@@ -859,6 +980,82 @@ class Persister:
         self._changes_since_snapshot += int(row[1] or 0)
         self._call_saved(version)
         return True
+
+    # --- outage: the spill file ------------------------------------------------------------------
+
+    def _spill_if_due(self, now: float) -> None:
+        """While a retry waits: spill the changes that would be due for a flush."""
+        with self._state:
+            due = self._policy.due(
+                now, self._first_pending_at, self._pending_changes, self._pending_bytes
+            )
+        if due:
+            self._spill_unsaved()
+
+    def _spill_unsaved(self) -> None:
+        """Append what the document holds beyond the saved version and the spill to the spill
+        file (fsynced), then publish the outage (``on_outage``). Never raises."""
+        with self._state:  # these changes are taken care of until the next spill or flush
+            self._pending_changes = self._pending_bytes = 0
+            self._first_pending_at = None
+        base = copy_vv(self._saved_vv)
+        base.merge(self._spilled_vv)
+        spill_error: str | None = None
+        unkept = 0
+        try:
+            with self._reading_doc():
+                fresh = not base.includes_vv(self._doc.oplog_vv)
+                blob = self._doc.export(ExportMode.Updates(from_=base)) if fresh else b""
+            if blob:
+                meta = LoroDoc.decode_import_blob_meta(blob, False)
+                changes = int(meta.change_num)
+                if self._spill is None:
+                    unkept = changes
+                else:
+                    try:
+                        self._spill.append(blob, changes)
+                        base.merge(meta.partial_end_vv)
+                        self._spilled_vv = base
+                    except SpillError as exc:
+                        spill_error, unkept = str(exc), changes
+                        LOG.warning("[sqlrooms_nb] %s", exc)
+        except BaseException as exc:  # loro raises BaseException subclasses
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            spill_error = f"could not export the unsaved changes for the spill file: {exc}"
+            LOG.exception("[sqlrooms_nb] %s", spill_error)
+        if self._outage_since is None:
+            self._outage_since = time.time()
+        spill = self._spill
+        kept = (spill.changes if spill is not None else 0) + sum(o.changes for o in self._orphans)
+        self._outage = Outage(
+            error=self._last_error,
+            since=self._outage_since,
+            saved_version=self._saved_vv.encode(),
+            kept_changes=kept,
+            unkept_changes=unkept,
+            spill_path=str(spill.path) if spill is not None else None,
+            spill_bytes=spill.size_bytes if spill is not None else 0,
+            spill_error=spill_error,
+        )
+        if self._on_outage is not None:
+            try:
+                self._on_outage(self._outage)
+            except BaseException:
+                LOG.exception("[sqlrooms_nb] on_outage callback failed")
+
+    def _clear_spills(self) -> None:
+        """After a lake commit: remove the spill file and the orphans it now covers, and end
+        the outage."""
+        saved = self._saved_vv
+        if self._spill is not None and self._spill.exists and saved.includes_vv(self._spilled_vv):
+            self._spill.remove()
+        for orphan in list(self._orphans):
+            if orphan.version is not None and saved.includes_vv(orphan.version):
+                orphan.remove()
+                self._orphans.remove(orphan)
+        self._outage = None
+        self._outage_since = None
 
     def _write_snapshot(self, cur: duckdb.DuckDBPyConnection) -> None:
         """Write a full snapshot: it covers this writer's rows and every row up to

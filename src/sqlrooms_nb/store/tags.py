@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from ..errors import ValidationError
+from ..names import validate_branch_name, validate_room_id, validate_tag_name
 from .lake import Lake
 
 
@@ -27,9 +28,13 @@ class Tag:
 def add_tag(lake: Lake, room: str, branch: str, name: str, version: str, author: str) -> Tag:
     """Record tag ``name`` for ``version``. Names are unique per room and branch.
 
-    Raises :class:`ValidationError` when the name is taken (tags never move), and
+    Raises :class:`ValidationError` for a bad room id, branch or tag name
+    (:mod:`sqlrooms_nb.names`) or when the name is taken (tags never move), and
     :class:`~sqlrooms_nb.errors.StorageError` when the lake cannot be written.
     """
+    validate_room_id(room)
+    validate_branch_name(branch)
+    validate_tag_name(name)
     table = lake.table("tags")
     now = datetime.now(timezone.utc)
 
