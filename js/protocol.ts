@@ -229,11 +229,18 @@ export interface ServerUpdate {
   branch: string;
 }
 
-/** Everything up to `version` (an encoded version vector) is durable in the lake. */
+/**
+ * Everything up to `version` (an encoded version vector) is durable in the lake. With
+ * `lake: "unreachable"` the lake cannot be written now: `kept` changes beyond `version` are fsynced in
+ * the kernel's spill file, `unkept` are in its memory only (a `saved` without `lake` ends that).
+ */
 export interface Saved {
   kind: "saved";
   version: Uint8Array;
   branch: string;
+  lake?: "unreachable";
+  kept?: number;
+  unkept?: number;
 }
 
 /** A cell run began; `view` is who asked (`null` when Python did). */
@@ -846,8 +853,11 @@ export function decodeServer(content: unknown, rawBuffers: readonly RawBuffer[] 
       };
     case "update":
       return { kind, origin: (optStr(c, "origin") ?? null) as ViewId | null, updates: buffers, branch: str(c, "branch") };
-    case "saved":
-      return { kind, version: buffer(buffers, 0, "saved version vector"), branch: str(c, "branch") };
+    case "saved": {
+      const saved: Saved = { kind, version: buffer(buffers, 0, "saved version vector"), branch: str(c, "branch") };
+      if (c["lake"] === "unreachable") Object.assign(saved, { lake: "unreachable", kept: optNum(c, "kept") ?? 0, unkept: optNum(c, "unkept") ?? 0 });
+      return saved;
+    }
     case "run_started":
       return {
         kind,
@@ -1009,8 +1019,10 @@ export function encodeServer(message: ServerMessage): Wire {
       };
     case "update":
       return { content: { kind: "update", origin: message.origin, branch: message.branch }, buffers: message.updates };
-    case "saved":
-      return { content: { kind: "saved", branch: message.branch }, buffers: [message.version] };
+    case "saved": {
+      const outage = message.lake === undefined ? {} : { lake: message.lake, kept: message.kept ?? 0, unkept: message.unkept ?? 0 };
+      return { content: { kind: "saved", branch: message.branch, ...outage }, buffers: [message.version] };
+    }
     case "run_started":
       return { content: { kind: "run_started", id: message.id, cell: message.cell, view: message.view, branch: message.branch }, buffers: [] };
     case "result":

@@ -22,7 +22,10 @@
  * `saving` while something is not saved yet (or before the first welcome); `offline` when no
  * welcome came {@link SyncOptions.welcomeTimeoutMs} after hello (hello is retried with backoff up
  * to every {@link SyncOptions.retryMaxMs}), when a `ping` went unanswered, or when ops stayed unsaved for
- * {@link SyncOptions.unsavedTimeoutMs} (then a `ping` checks the kernel and `hello` resyncs).
+ * {@link SyncOptions.unsavedTimeoutMs} (then a `ping` checks the kernel and `hello` resyncs), and
+ * while the kernel reports the lake unreachable (a `saved` with `lake: "unreachable"`) and this
+ * replica has unsaved ops: {@link SyncClient.getLakeOutage} then says how many changes the kernel
+ * keeps on its disk, and `status` is emitted again whenever those counts change.
  */
 import { LoroDoc, VersionVector, type LoroEventBatch } from "loro-crdt";
 import {
@@ -66,6 +69,12 @@ import {
 
 export type SyncStatus = "saved" | "saving" | "offline";
 
+/** The kernel cannot write the lake: Loro changes it keeps in its spill file / only in memory. */
+export interface LakeOutage {
+  kept: number;
+  unkept: number;
+}
+
 /** Timer functions, injectable so tests run on a fake clock. */
 export interface Timers {
   now(): number;
@@ -102,10 +111,20 @@ export interface SyncOptions {
   unsavedTimeoutMs?: number;
   /** A ping unanswered for this long means the kernel is not answering, ms (default 5000). */
   pingTimeoutMs?: number;
+  /** After a `rate_limited` error, wait this long before the resync hello, ms (default 1500: the
+   * kernel lets a limited view in again once its budget has refilled halfway, after 1.25 s). */
+  rateLimitBackoffMs?: number;
+  /**
+   * A read-only view: it never sends document updates (the kernel, which decides who may edit,
+   * would refuse them with `read_only`). Default false.
+   */
+  readOnly?: boolean;
 }
 
 export interface SyncEvents {
   status: SyncStatus;
+  /** The kernel's saved version vector (from each welcome and each `saved`); outbox.ts uses it. */
+  saved: VersionVector;
   /** The replica changed (local edit, import, undo); fired synchronously by Loro. */
   change: LoroEventBatch;
   welcome: Welcome;
@@ -173,6 +192,8 @@ export class SyncClient {
   private readonly retryMaxMs: number;
   private readonly unsavedTimeoutMs: number;
   private readonly pingTimeoutMs: number;
+  private readonly rateLimitBackoffMs: number;
+  readonly readOnly: boolean;
 
   private readonly listeners = new Map<keyof SyncEvents, Set<Listener<never>>>();
   private readonly unsubscribes: (() => void)[] = [];
@@ -196,6 +217,9 @@ export class SyncClient {
   private pingOut: { id: RequestId; at: number } | null = null;
   private kernelAnswering = true;
   private status: SyncStatus = "saving";
+  /** The kernel's latest report that the lake is unreachable; `null` once it saves again. */
+  private lakeOutage: LakeOutage | null = null;
+  private shownOutage = "";
 
   /** Counters for tests and diagnostics. */
   readonly stats = { hellos: 0, updatesSent: 0, updateBuffersSent: 0, imports: 0, resyncs: 0 };
@@ -211,6 +235,8 @@ export class SyncClient {
     this.retryMaxMs = options.retryMaxMs ?? 5000;
     this.unsavedTimeoutMs = options.unsavedTimeoutMs ?? 10000;
     this.pingTimeoutMs = options.pingTimeoutMs ?? 5000;
+    this.rateLimitBackoffMs = options.rateLimitBackoffMs ?? 1500;
+    this.readOnly = options.readOnly ?? false;
     this.doc = options.doc ?? new LoroDoc();
     this.doc.setRecordTimestamp(true);
     // Finer changes than Loro's 1000 s default: history groups edit sessions by 1-minute pauses
@@ -271,6 +297,12 @@ export class SyncClient {
 
   getStatus(): SyncStatus {
     return this.status;
+  }
+
+  /** What the kernel keeps while it cannot write the lake; `null` when the lake is fine (or the
+   * kernel itself is not answering: then that is the news). */
+  getLakeOutage(): LakeOutage | null {
+    return this.kernelAnswering ? this.lakeOutage : null;
   }
 
   /** The branch this client shows (`null` before the first welcome if none was given). */
@@ -490,7 +522,7 @@ export class SyncClient {
   }
 
   private sendUpdates(updates: Uint8Array[]): void {
-    if (updates.length === 0) return;
+    if (updates.length === 0 || this.readOnly) return;
     this.stats.updatesSent++;
     this.stats.updateBuffersSent += updates.length;
     this.send({ kind: "update", view: this.viewId, updates, ...this.branchField() });
@@ -547,6 +579,7 @@ export class SyncClient {
         if (message.origin !== this.viewId) this.importUpdates(message.updates);
         break;
       case "saved":
+        this.lakeOutage = message.lake === "unreachable" ? { kept: message.kept ?? 0, unkept: message.unkept ?? 0 } : null;
         this.onSaved(decodeVersion(message.version));
         break;
       case "run_started":
@@ -574,6 +607,7 @@ export class SyncClient {
         this.emit("input_options", message);
         break;
       case "error":
+        this.onError(message);
         this.emit("error", message);
         break;
       case "pong":
@@ -614,6 +648,24 @@ export class SyncClient {
         break;
       default:
         assertNever(message);
+    }
+  }
+
+  /**
+   * Error codes the sync layer acts on (see protocol.py). `resync`: an update of ours built on
+   * changes the kernel lacks and was not imported: a new handshake re-sends everything the kernel
+   * lacks. `rate_limited`: we sent too much too fast and messages were refused: stop sending
+   * updates (the ops stay in the replica) and resync after a pause.
+   */
+  private onError(message: ErrorMessage): void {
+    if (message.code === "resync") {
+      this.resync();
+    } else if (message.code === "rate_limited") {
+      this.stats.resyncs++;
+      this.welcomed = false; // local updates wait for the handshake, which carries them
+      this.helloSince = this.timers.now();
+      this.helloAttempts = 1;
+      this.nextHelloAt = this.timers.now() + this.rateLimitBackoffMs;
     }
   }
 
@@ -658,6 +710,7 @@ export class SyncClient {
       // Progress: the kernel is alive and persisting; restart the unsaved clock.
       this.unsavedSince = this.timers.now();
     }
+    this.emit("saved", version);
     this.refreshStatus();
   }
 
@@ -701,11 +754,14 @@ export class SyncClient {
     else if (this.unsavedSince === null) this.unsavedSince = now;
     const noWelcome = !this.welcomed && this.helloSince !== null && now - this.helloSince >= this.welcomeTimeoutMs;
     let next: SyncStatus;
-    if (!this.kernelAnswering || noWelcome || this.isStale(now)) next = "offline";
+    const lakeDown = this.lakeOutage !== null && unsaved;
+    if (!this.kernelAnswering || noWelcome || this.isStale(now) || lakeDown) next = "offline";
     else if (!this.welcomed || unsaved) next = "saving";
     else next = "saved";
-    if (next !== this.status) {
+    const outage = lakeDown ? `${this.lakeOutage?.kept}/${this.lakeOutage?.unkept}` : "";
+    if (next !== this.status || outage !== this.shownOutage) {
       this.status = next;
+      this.shownOutage = outage;
       this.emit("status", next);
     }
   }

@@ -12,7 +12,11 @@
  *
  * Traits read: `room_id` (str), `branch` (str), `author` (str, may be ""; also the display name
  * in presence, else a per-browser name kept in localStorage), `results` (kernel-written run
- * summaries, see {@link ResultsEcho}). Trait written: `results_seen` (an int, only that).
+ * summaries, see {@link ResultsEcho}), `readonly` (bool: a read-only view — non-editable editors,
+ * no edit / run / restore / branch / merge controls, a "Read-only" badge; the kernel enforces it per
+ * widget and never reads this trait back). Trait written: `results_seen` (an int, only that).
+ * Unsaved edits are also kept in localStorage by {@link Outbox} (outbox.ts), per room, branch and
+ * view, and imported by the next view of that room/branch.
  */
 import "./widget.css";
 import { decodeFrontiers } from "loro-crdt";
@@ -20,7 +24,8 @@ import { fromBase64Url } from "./history";
 import { LOG_PREFIX, randomId, type BranchInfo, type ErrorMessage, type RawBuffer, type RequestId, type VersionId, type VersionInfo } from "./protocol";
 import { Presence } from "./presence";
 import { SyncClient } from "./sync";
-import { CellList, type CellOutcome } from "./ui/cells";
+import { Outbox } from "./outbox";
+import { CellList, onlyTextEdits, type CellOutcome } from "./ui/cells";
 import { ResultRequests } from "./ui/grid";
 import { h } from "./ui/dom";
 import { UndoScopes } from "./ui/editor";
@@ -30,7 +35,7 @@ import { BranchBar } from "./ui/branches";
 import { StatusBadge } from "./ui/status";
 import { UndoControls } from "./ui/undo";
 import { SqlCompletions } from "./ui/complete";
-import { readCells } from "./notebook";
+import { cellHandles } from "./notebook";
 
 type Handler = (...args: never[]) => void;
 
@@ -91,8 +96,10 @@ function mount(model: AnyModel, el: HTMLElement, options: MountOptions): () => v
   const { signal } = controller;
   const cleanups: (() => void)[] = [];
 
+  const readOnly = model.get("readonly") === true;
   const sync = new SyncClient({
     author: trait(model, "author"),
+    readOnly,
     branch: options.branch,
     viewId: options.viewId,
     send: (content, buffers) => model.send(content, undefined, buffers),
@@ -108,7 +115,8 @@ function mount(model: AnyModel, el: HTMLElement, options: MountOptions): () => v
 
   const results = new ResultRequests(sync); // result grids' page and export requests
   const completions = new SqlCompletions(); // SQL editors complete from the catalog and cell names
-  const cellNames = () => new Map(readCells(sync.doc).filter((c) => c.kind === "sql").map((c) => [c.id as string, c.name]));
+  // Names only: reading every cell's text here cost O(notebook) per keystroke in big notebooks.
+  const cellNames = () => new Map(cellHandles(sync.doc).filter((c) => c.kind === "sql").map((c) => [c.id as string, c.name]));
   completions.setCellNames(cellNames());
   let namesQueued = false;
   cleanups.push(() => results.dispose());
@@ -132,6 +140,7 @@ function mount(model: AnyModel, el: HTMLElement, options: MountOptions): () => v
     chartData: (cellId) => sync.chartData(cellId),
     completions,
     inputOptions: new Map(),
+    readOnly,
   });
 
   const status = new StatusBadge(sync.getStatus());
@@ -210,8 +219,12 @@ function mount(model: AnyModel, el: HTMLElement, options: MountOptions): () => v
   }
 
   // Focusable (tabindex -1), so a click anywhere in the widget keeps its undo keys here.
-  const root = h("div", { class: "snb-root", testid: "snb-root", "data-view": sync.viewId, tabindex: "-1" },
-    h("div", { class: "snb-toolbar" }, room, branchBar.el, historyButton, runAllButton, undoControls.el, h("span", { class: "snb-spacer" }), presenceBar.el, status.el),
+  // Read-only: the edit controls are hidden by CSS (.snb-readonly); the kernel refuses edits anyway.
+  const readOnlyBadge = readOnly
+    ? h("span", { class: "snb-readonly-badge", testid: "snb-readonly", title: "This view is read-only: you see live edits, history and results, but cannot change the notebook or run cells" }, "Read-only")
+    : null;
+  const root = h("div", { class: readOnly ? "snb-root snb-readonly" : "snb-root", testid: "snb-root", "data-view": sync.viewId, tabindex: "-1" },
+    h("div", { class: "snb-toolbar" }, room, readOnlyBadge, branchBar.el, historyButton, runAllButton, undoControls.el, h("span", { class: "snb-spacer" }), presenceBar.el, status.el),
     branchBar.panel,
     history.el,
     banner.el,
@@ -231,10 +244,10 @@ function mount(model: AnyModel, el: HTMLElement, options: MountOptions): () => v
     cells.showOutcome(cellId);
   };
   cleanups.push(
-    sync.on("status", (s) => status.set(s)),
-    sync.on("change", () => {
-      cells.schedule();
-      if (!namesQueued) {
+    sync.on("status", (s) => status.set(s, sync.getLakeOutage())),
+    sync.on("change", (batch) => {
+      cells.schedule(batch);
+      if (!namesQueued && !onlyTextEdits(batch)) {
         namesQueued = true; // not from inside an editor's update: editors reconfigure on change
         queueMicrotask(() => {
           namesQueued = false;
@@ -331,6 +344,22 @@ function mount(model: AnyModel, el: HTMLElement, options: MountOptions): () => v
     }),
   );
 
+  // Edits that earlier views of this room/branch kept unsaved (the kernel died; the page was
+  // reloaded or the widget re-rendered to restart it) go into the replica before the hello, so the
+  // handshake sends the kernel whatever it lacks of them.
+  const roomId = trait(model, "room_id");
+  const outbox = new Outbox({
+    storage: roomId && !readOnly ? localStore() : null, // a read-only view has nothing to keep
+    room: roomId,
+    branch: options.branch,
+    doc: sync.doc,
+    onProblem: (message) => banner.show(message, "outbox"),
+  });
+  cleanups.push(sync.on("saved", (version) => outbox.saved(version)), () => outbox.stop());
+  outbox.restore();
+  // Test hook: browser tests read the outbox's write counters (cost per keystroke) here.
+  Object.defineProperty(root, "sqlroomsNbOutbox", { value: outbox.stats });
+
   cells.render();
   sync.start();
   // anywidget may attach `el` after render returns; editors must style the root they end up in.
@@ -364,6 +393,15 @@ const MAIN = "main";
 /** sessionStorage key of the branch this tab shows for a room. */
 function branchKey(model: AnyModel): string {
   return `sqlrooms_nb.branch.${trait(model, "room_id")}`;
+}
+
+/** localStorage, or `null` where it is blocked (the outbox then keeps nothing). */
+function localStore(): Storage | null {
+  try {
+    return globalThis.localStorage ?? null;
+  } catch {
+    return null;
+  }
 }
 
 function storage(): Storage | null {

@@ -4,7 +4,7 @@
  * still exist, and reordering moves DOM nodes instead of rebuilding editors.
  */
 import type { EditorView } from "@codemirror/view";
-import type { LoroDoc, LoroText } from "loro-crdt";
+import type { ContainerID, LoroDoc, LoroEventBatch, LoroText } from "loro-crdt";
 import {
   CellError,
   addCell,
@@ -23,7 +23,8 @@ import { h } from "./dom";
 import { InputView } from "./input";
 import { RunStatus, type RunState } from "./run_status";
 import { MarkdownMode } from "./markdown";
-import { createCellEditor, type UndoScopes } from "./editor";
+import { createCellEditor, type CellUndo, type UndoScopes } from "./editor";
+import { LAZY_CLASS, LazyEditors, useLazyEditors, type LazyTarget } from "./lazy";
 import type { SqlCompletions } from "./complete";
 import { renderCellError, renderResult, type ResultSource, type ResultView } from "./result";
 
@@ -56,6 +57,8 @@ export interface CellsContext {
   completions?: SqlCompletions;
   /** The latest options of each select input cell, by cell id (see {@link CellList.showInputOptions}). */
   inputOptions?: Map<string, InputOptions>;
+  /** A read-only view: editors take no input; rename, chart and input controls are inert. */
+  readOnly?: boolean;
 }
 
 const KIND_LABELS: Record<CellKind, string> = { sql: "SQL", markdown: "MD", chart: "CHART", input: "INPUT" };
@@ -80,15 +83,27 @@ const ICONS = {
     '<svg viewBox="0 0 16 16" aria-hidden="true"><path d="M6 2h4l.5 1H13v1.3H3V3h2.5zM4 5.3h8l-.6 8.2a1 1 0 0 1-1 .9H5.6a1 1 0 0 1-1-.9z"/></svg>',
 };
 
+/** Parsed icons, cloned per button: parsing SVG markup 4 times a cell cost ~0.1 ms a cell. */
+const iconNodes = new Map<string, DocumentFragment>();
+
 function iconButton(testid: string, icon: string, label: string, text?: string): HTMLButtonElement {
   const button = h("button", { type: "button", class: `snb-btn snb-${testid.slice(4)}`, testid, title: label, "aria-label": label });
-  button.innerHTML = icon;
+  let parsed = iconNodes.get(icon);
+  if (!parsed) {
+    const template = document.createElement("template");
+    template.innerHTML = icon;
+    iconNodes.set(icon, (parsed = template.content));
+  }
+  button.append(parsed.cloneNode(true));
   if (text) button.append(h("span", {}, text));
   return button;
 }
 
-/** One cell: header (name, run, move, delete), editor, and its last result or error. */
-class CellView {
+/**
+ * One cell: header (name, run, move, delete), editor, and its last result or error. A lazy cell
+ * (big notebooks, see lazy.ts) shows a placeholder with its text until it comes near the viewport.
+ */
+class CellView implements LazyTarget {
   readonly el: HTMLElement;
   readonly id: string;
   readonly kind: CellKind;
@@ -101,7 +116,13 @@ class CellView {
   private readonly runButton: HTMLButtonElement | null;
   private readonly upButton: HTMLButtonElement;
   private readonly downButton: HTMLButtonElement;
-  private readonly editor: EditorView;
+  /** `null` while a lazy cell shows its placeholder. */
+  private editor: EditorView | null = null;
+  /** Kept while the editor comes and goes once it holds undo steps (see {@link dematerialise}). */
+  private undoScope: CellUndo | null = null;
+  private placeholder: HTMLElement | null = null;
+  private readonly editorHost: HTMLElement;
+  private readonly newEditor: (undo: CellUndo) => EditorView;
   /** Markdown cells: rendered / editing faces. */
   private readonly markdown: MarkdownMode | null = null;
   /** Chart cells: builder and chart. */
@@ -115,12 +136,13 @@ class CellView {
   constructor(
     handle: CellHandle & { text: LoroText },
     private readonly ctx: CellsContext,
+    readonly lazy = false,
   ) {
     this.id = handle.id;
     this.kind = handle.kind;
     this.text = handle.text;
     const { signal } = ctx;
-    const named = handle.kind === "sql" || handle.kind === "input";
+    const named = (handle.kind === "sql" || handle.kind === "input") && ctx.readOnly !== true;
 
     this.nameEl = h("span", {
       class: "snb-cell-name",
@@ -165,22 +187,35 @@ class CellView {
       editorHost,
       this.output,
     );
-    this.editor = createCellEditor({
+    this.editorHost = editorHost;
+    // A placeholder clicked before the observer built the editor (a fast scroll): build it now.
+    editorHost.addEventListener("mousedown", (e) => {
+      if (!this.placeholder || !this.placeholder.contains(e.target as Node)) return;
+      e.preventDefault();
+      this.materialise().focus();
+    }, { signal });
+    this.newEditor = (undo) => createCellEditor({
       parent: editorHost,
       cellId: handle.id,
       kind: handle.kind,
       doc: ctx.doc,
       text: handle.text,
-      undo: ctx.undo.open(handle.id, handle.text),
+      undo,
       presence: ctx.presence,
-      onRun: () => handle.kind === "sql" && ctx.run(this.id),
+      onRun: () => handle.kind === "sql" && ctx.readOnly !== true && ctx.run(this.id),
       completions: ctx.completions,
       label: handle.kind === "sql" ? "SQL" : "Markdown",
+      readOnly: ctx.readOnly === true,
     });
+    if (lazy) {
+      this.el.classList.add(LAZY_CLASS);
+      this.dematerialise();
+    } else {
+      this.materialise();
+    }
     if (handle.kind === "markdown") {
-      const editor = this.editor;
       this.markdown = new MarkdownMode({
-        cell: this.el, editorHost, actions, signal, source: () => handle.text.toString(), focusEditor: () => editor.focus(),
+        cell: this.el, editorHost, actions, signal, source: () => handle.text.toString(), focusEditor: () => this.materialise().focus(),
       });
     } else if (handle.kind === "chart") {
       editorHost.hidden = true; // a chart cell's text is a note, not shown (yet)
@@ -200,14 +235,24 @@ class CellView {
       if (options) this.input.setOptions(options);
       editorHost.after(this.input.el);
     }
+    // Read-only: chart builders and input controls write the document; look, don't touch.
+    if (ctx.readOnly) {
+      for (const part of [this.chart?.el.querySelector(".snb-chart-builder"), this.input?.el]) part?.setAttribute("inert", "");
+    }
     this.update(handle, false, false);
+  }
+
+  /** Its text changed (typing, here or in another view): refresh what shows the text. */
+  textChanged(): void {
+    this.markdown?.update();
+    if (this.placeholder) this.placeholder.textContent = this.text.toString();
   }
 
   /** Refresh from the doc: name, and whether it can move up / down. */
   update(handle: CellHandle, first: boolean, last: boolean): void {
     if (handle.name !== this.name) {
       this.name = handle.name;
-      this.editor.contentDOM.setAttribute("aria-label", `${this.kind === "sql" ? "SQL" : "Markdown"} of ${handle.name || "cell"}`);
+      this.labelEditor();
       if (document.activeElement !== this.nameEl) this.nameEl.textContent = handle.name;
     }
     this.upButton.disabled = first;
@@ -241,7 +286,43 @@ class CellView {
 
   focus(): void {
     if (this.markdown) this.markdown.edit();
-    else this.editor.focus();
+    else this.materialise().focus();
+  }
+
+  /** Build the editor (lazy cells: when near the viewport, or focused); returns it. */
+  materialise(): EditorView {
+    if (this.editor) return this.editor;
+    this.placeholder?.remove();
+    this.placeholder = null;
+    this.undoScope ??= this.ctx.undo.open(this.id, this.text);
+    const editor = (this.editor = this.newEditor(this.undoScope));
+    this.labelEditor();
+    this.syncRoot();
+    return editor;
+  }
+
+  /**
+   * Drop the editor for a placeholder showing the text (lazy cells far from the viewport). A cell
+   * in use (focused, or a Markdown cell being edited) keeps its editor and returns false. The undo
+   * scope stays while it holds steps, so Ctrl-Z after scrolling back (or the toolbar's Undo
+   * meanwhile) still undoes this cell's edits.
+   */
+  dematerialise(): boolean {
+    if (this.placeholder) return true;
+    if (this.hasFocus() || this.markdown?.isEditing()) return false;
+    this.editor?.destroy();
+    this.editor = null;
+    if (this.undoScope && !this.undoScope.manager.canUndo() && !this.undoScope.manager.canRedo()) {
+      this.ctx.undo.close(this.id);
+      this.undoScope = null;
+    }
+    this.placeholder = h("div", { class: "snb-cell-placeholder" }, this.text.toString());
+    this.editorHost.append(this.placeholder);
+    return true;
+  }
+
+  private labelEditor(): void {
+    this.editor?.contentDOM.setAttribute("aria-label", `${this.kind === "sql" ? "SQL" : "Markdown"} of ${this.name || "cell"}`);
   }
 
   /** Whether the focus is in this cell (its editor, name or buttons). */
@@ -259,7 +340,7 @@ class CellView {
    */
   syncRoot(): void {
     const root = this.el.getRootNode();
-    if ((root instanceof Document || root instanceof ShadowRoot) && this.editor.root !== root) {
+    if (this.editor && (root instanceof Document || root instanceof ShadowRoot) && this.editor.root !== root) {
       this.editor.setRoot(root);
     }
   }
@@ -276,8 +357,8 @@ class CellView {
     this.resultView?.destroy();
     this.chart?.destroy();
     this.input?.destroy();
-    this.editor.destroy();
-    this.ctx.undo.close(this.id);
+    this.editor?.destroy();
+    if (this.undoScope) this.ctx.undo.close(this.id);
     this.el.remove();
   }
 
@@ -332,6 +413,11 @@ class CellView {
 export class CellList {
   readonly el: HTMLElement;
   private readonly views = new Map<string, CellView>();
+  private readonly byText = new Map<ContainerID, CellView>();
+  private readonly lazy: LazyEditors;
+  /** Texts edited since the last render, while only texts were (see {@link schedule}). */
+  private readonly editedTexts = new Set<ContainerID>();
+  private fullRender = false;
   private readonly empty: HTMLElement;
   private scheduled = false;
   private focusNext: string | null = null;
@@ -341,6 +427,7 @@ export class CellList {
     this.empty = h("div", { class: "snb-empty-notebook" }, "Connecting to the kernel…");
     // Focusable: it takes the focus from a cell that goes away, so the undo keys still work.
     this.el = h("div", { class: "snb-cells", tabindex: "-1" });
+    this.lazy = new LazyEditors(this.el);
   }
 
   /** The handshake completed: an empty list now means the notebook has no cells. */
@@ -369,43 +456,57 @@ export class CellList {
   }
 
   /** Re-render at the end of the current task (several doc events -> one render). */
-  schedule(): void {
+  schedule(batch?: LoroEventBatch): void {
+    // Typing (a batch of text edits only) refreshes just those cells: a full render walks every
+    // cell, ~60 ms a keystroke in a 5,000-cell notebook.
+    if (onlyTextEdits(batch)) for (const e of batch.events) this.editedTexts.add(e.target);
+    else this.fullRender = true;
     if (this.scheduled || this.destroyed) return;
     this.scheduled = true;
     queueMicrotask(() => {
       this.scheduled = false;
-      if (!this.destroyed) this.render();
+      if (this.destroyed) return;
+      if (this.fullRender) this.render();
+      for (const id of this.editedTexts) this.byText.get(id)?.textChanged();
+      this.editedTexts.clear();
     });
   }
 
   /** Bring the DOM in line with the doc's cells. */
   render(): void {
+    this.fullRender = false;
     const handles = cellHandles(this.ctx.doc).filter((c): c is CellHandle & { text: LoroText } => c.text !== undefined);
-    const live = new Set<string>(handles.map((c) => c.id));
+    const byId = new Map<string, CellHandle & { text: LoroText }>(handles.map((c) => [c.id, c]));
     for (const [id, view] of this.views) {
-      const handle = handles.find((c) => c.id === id);
+      const handle = byId.get(id);
       // Gone, or its text container was replaced (then the editor must bind the new one).
-      if (!live.has(id) || (handle && (handle.text.id !== view.text.id || handle.kind !== view.kind))) {
+      if (!handle || handle.text.id !== view.text.id || handle.kind !== view.kind) {
         const hadFocus = view.hasFocus();
         view.destroy();
         this.views.delete(id);
+        this.byText.delete(view.text.id);
         if (hadFocus && handle) this.focusNext = id; // rebuilt (e.g. restored by undo): refocus
         else if (hadFocus) this.el.focus({ preventScroll: true });
       }
     }
+    const lazy = useLazyEditors(handles.length);
+    // Walk the children alongside: `children[i]` after insertions re-scans the list (quadratic).
+    let at: Element | null = this.el.firstElementChild;
     handles.forEach((handle, i) => {
       let view = this.views.get(handle.id);
       if (!view) {
-        view = new CellView(handle, this.ctx);
+        view = new CellView(handle, this.ctx, lazy);
         this.views.set(handle.id, view);
+        this.byText.set(view.text.id, view);
       }
       view.update(handle, i === 0, i === handles.length - 1);
       view.setOutcome(this.ctx.outcomes.get(handle.id));
       view.setStale(this.ctx.stale?.has(handle.id) === true);
-      const at = this.el.children[i];
-      if (at !== view.el) this.el.insertBefore(view.el, at ?? null);
+      if (at === view.el) at = at.nextElementSibling;
+      else this.el.insertBefore(view.el, at);
       view.syncRoot();
     });
+    this.lazy.setCells(handles.map((c) => this.views.get(c.id)).filter((v): v is CellView => v?.lazy === true));
     if (handles.length === 0) this.el.append(this.empty);
     else this.empty.remove();
     if (this.focusNext !== null) {
@@ -445,10 +546,16 @@ export class CellList {
 
   destroy(): void {
     this.destroyed = true;
+    this.lazy.disconnect();
     for (const view of this.views.values()) view.destroy();
     this.views.clear();
     this.el.remove();
   }
+}
+
+/** Whether a doc event batch only edited texts (typing): no cell was added, moved, renamed... */
+export function onlyTextEdits(batch: LoroEventBatch | undefined): batch is LoroEventBatch {
+  return batch !== undefined && batch.events.length > 0 && batch.events.every((e) => e.diff.type === "text");
 }
 
 /** The SQL cells a chart can plot, with their last result's columns. */

@@ -329,6 +329,8 @@ export interface CellEditorOptions {
   label: string;
   /** Names SQL cells complete from (catalog, other cells); without it, keywords only. */
   completions?: SqlCompletions | undefined;
+  /** A read-only view: the editor takes no input (its text still follows remote edits). */
+  readOnly?: boolean;
 }
 
 const editorTheme = EditorView.theme({
@@ -375,6 +377,9 @@ export function createCellEditor(options: CellEditorOptions): EditorView {
   if (options.presence) extensions.push(presenceExtension(options.presence, doc, cellId as CellId, text));
   if (options.kind === "sql") extensions.push(sqlSupport(cellId, options.completions));
   if (options.kind === "markdown") extensions.push(markdown());
+  // Read-only views: no input at all (the kernel also refuses their updates); remote edits still
+  // arrive through LoroSyncPlugin, whose dispatches are not user input.
+  if (options.readOnly) extensions.push(EditorState.readOnly.of(true), EditorView.editable.of(false));
   const view = new EditorView({
     parent: options.parent,
     state: EditorState.create({ doc: text.toString(), extensions }),

@@ -1,5 +1,9 @@
-/** The save/sync status badge (`snb-status`): text is `Saved`, `Saving…` or `Offline`. */
-import type { SyncStatus } from "../sync";
+/**
+ * The save/sync status badge (`snb-status`): text is `Saved`, `Saving…` or `Offline` (with the
+ * reason when the kernel cannot write the lake: "Offline — lake unreachable, N changes kept on the
+ * kernel's disk").
+ */
+import type { LakeOutage, SyncStatus } from "../sync";
 import { h } from "./dom";
 
 const LABELS: Record<SyncStatus, { text: string; title: string }> = {
@@ -21,10 +25,25 @@ export class StatusBadge {
     this.set(status);
   }
 
-  set(status: SyncStatus): void {
-    const { text, title } = LABELS[status];
+  /** Show `status`; `outage` (the lake is unreachable) explains an `offline` one. */
+  set(status: SyncStatus, outage: LakeOutage | null = null): void {
+    const { text, title } = statusLabel(status, outage);
     this.el.dataset["status"] = status;
+    this.el.dataset["lake"] = outage !== null && status === "offline" ? "unreachable" : "ok";
     this.el.title = title;
     this.label.textContent = text;
   }
+}
+
+/** The badge's text and tooltip for `status`; `outage` explains an `offline` status. */
+export function statusLabel(status: SyncStatus, outage: LakeOutage | null): { text: string; title: string } {
+  if (status !== "offline" || outage === null) return LABELS[status];
+  const kept = `${outage.kept} ${outage.kept === 1 ? "change" : "changes"} kept on the kernel's disk`;
+  const unkept = outage.unkept > 0 ? `, ${outage.unkept} only in its memory` : "";
+  return {
+    text: `Offline — lake unreachable, ${kept}${unkept}`,
+    title:
+      "The kernel cannot write to the lake. Editing goes on: unsaved changes are kept in the kernel's local spill file and written to the lake when it is back" +
+      (outage.unkept > 0 ? " (some could not be written to the spill file: keep this kernel running)" : ""),
+  };
 }
