@@ -38,7 +38,7 @@ import duckdb
 from .history import IDLE_GAP_S
 from .store import Lake
 from .store.config import redact, s3_secret_sql
-from .store.extensions import wheel_file
+from .store.extensions import load_into
 
 LOG = logging.getLogger("sqlrooms_nb")
 
@@ -66,15 +66,7 @@ def create_history_views(
     """
     cur = con.cursor()
     try:
-        loaded = {
-            row[0]
-            for row in cur.execute(
-                "SELECT extension_name FROM duckdb_extensions() WHERE loaded"
-            ).fetchall()
-        }
-        for name in lake.config.extensions:
-            if name not in loaded:
-                cur.execute(f"LOAD {_literal(str(wheel_file(name)))}")
+        load_into(cur, lake.config.extensions)  # the lake's own copies: never a second SQLite
         secret = s3_secret_sql(lake.config, S3_SECRET_NAME)
         if secret is not None:
             cur.execute(secret)

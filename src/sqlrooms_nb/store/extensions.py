@@ -7,6 +7,13 @@ installs (by path) into a private extension directory and loads, with DuckDB's a
 install and autoload switched off. Only the extensions a lake needs are loaded
 (:attr:`~sqlrooms_nb.store.config.LakeConfig.extensions`): ``postgres_scanner`` for a
 PostgreSQL catalog, ``httpfs`` for an ``s3://`` data path.
+
+One file per extension per process: every connection loads the copy installed in the
+extension directory (:func:`load_into` for a connection we did not open). Loading the wheel's
+file in one connection and the installed copy in another maps two copies of the library, and
+two copies of SQLite (inside ``sqlite_scanner``) in one process do not see each other's
+POSIX locks: one truncates the catalog's ``-shm`` WAL index while the other reads it mapped,
+and the process dies of SIGBUS (https://www.sqlite.org/howtocorrupt.html, section 2.2.1).
 """
 
 from __future__ import annotations
@@ -163,6 +170,59 @@ def connect(
             f"{ext_dir}: {exc}"
         ) from exc
     return con
+
+
+def load_into(con: duckdb.DuckDBPyConnection, extensions: Sequence[str]) -> None:
+    """Load ``extensions`` (names from :data:`WHEELS`) into ``con``, a connection opened
+    elsewhere (e.g. the notebook's own DuckDB), from the very files :func:`connect` loads:
+    the copies installed in :func:`default_extension_dir` (installed there first if absent).
+
+    An extension ``con`` already has is left alone, unless DuckDB installed it from another
+    file (a copy of its own in ``~/.duckdb``): then this raises :class:`StorageError`, since a
+    second copy of ``sqlite_scanner`` in one process can crash it (see the module docstring).
+    Also raises :class:`StorageError` as :func:`connect` does.
+    """
+    ours = _installed_files(extensions)
+    loaded = {
+        row[0]: row[1]
+        for row in con.execute(
+            "SELECT extension_name, install_path FROM duckdb_extensions() WHERE loaded"
+        ).fetchall()
+    }
+    for name in extensions:
+        if name in loaded:
+            path = loaded[name]
+            # '' = loaded by path (as below), which we cannot tell apart: assumed ours.
+            if path and os.path.realpath(path) != os.path.realpath(ours[name]):
+                raise StorageError(
+                    f"this DuckDB connection already has the {name} extension from {path}; "
+                    f"sqlrooms_nb uses the copy in {ours[name]} and will not load a second one"
+                )
+            continue
+        try:
+            con.execute(f"LOAD '{_sql_string(str(ours[name]))}'")
+        except duckdb.Error as exc:
+            raise StorageError(f"DuckDB could not load {ours[name]}: {exc}") from exc
+
+
+_installed: dict[str, pathlib.Path] = {}
+
+
+def _installed_files(extensions: Sequence[str]) -> dict[str, pathlib.Path]:
+    """The installed copy of each extension :func:`connect` loads, found by opening a
+    connection that installs them once per process."""
+    missing = [name for name in extensions if name not in _installed]
+    if missing:
+        con = connect(extensions=missing)
+        try:
+            for name, path in con.execute(
+                "SELECT extension_name, install_path FROM duckdb_extensions() WHERE loaded"
+            ).fetchall():
+                if name in missing:
+                    _installed[name] = pathlib.Path(path)
+        finally:
+            con.close()
+    return {name: _installed[name] for name in extensions}
 
 
 def _sql_string(text: str) -> str:

@@ -1075,16 +1075,21 @@ class _Writer:
             raise StorageError(self._lost)
         if not self._started:
             return None
-        src = _open_read_only(self.local)
+        raw = self.local.with_name(f".upload-{self.lease.token}.raw.sqlite")
         tmp = self.local.with_name(f".upload-{self.lease.token}.sqlite")
         try:
-            snapshot = _snapshot_id(src)
-            if snapshot == self.uploaded and self.base_etag is not None:
-                return None
-            _backup(src, tmp)
+            _copy_files(self.local, raw)
+            src = sqlite3.connect(raw)  # a file of its own: replays the copied WAL
+            try:
+                snapshot = _snapshot_id(src)
+                if snapshot == self.uploaded and self.base_etag is not None:
+                    return None
+                _backup(src, tmp)
+            finally:
+                src.close()
             return tmp.read_bytes(), snapshot
         finally:
-            src.close()
+            _remove_with_sidecars(raw)
             tmp.unlink(missing_ok=True)
 
     def _push(self, data: bytes, snapshot: int | None) -> None:
@@ -1268,14 +1273,47 @@ class _UploadJob:
 # --- local files -----------------------------------------------------------------------------
 
 
-def _open_read_only(path: pathlib.Path) -> sqlite3.Connection:
-    """A new read-only connection to the local catalog, for one copy.
+def _copy_files(path: pathlib.Path, dst: pathlib.Path, attempts: int = 20) -> None:
+    """Copy the local catalog and its WAL, byte for byte, to ``dst`` (and ``dst``-wal).
 
-    New each time: DuckDB's SQLite (its own copy of the library) keeps the WAL index in its
-    memory, not in a ``-shm`` file, so a connection sees the commits in the WAL as of its
-    first read only. Read-only, so closing it never checkpoints or removes that WAL; used
-    under the lake's ``write_lock`` (no commit, hence no checkpoint, meanwhile)."""
-    return sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, check_same_thread=False)
+    Python's ``sqlite3`` never opens the live catalog while DuckDB has it: that would be a
+    second copy of SQLite in the process, which does not see DuckDB's POSIX locks, may take
+    itself for the only user and truncate the ``-shm`` index DuckDB's copy reads mapped (SIGBUS;
+    https://www.sqlite.org/howtocorrupt.html, section 2.2.1). The caller holds the lake's
+    ``write_lock`` (no commit); a checkpoint can still move pages from the WAL into the file
+    when a reader's connection closes, so the copy is taken again until both files are
+    unchanged across it. Raises StorageError after ``attempts`` tries.
+    """
+    wal = path.with_name(path.name + "-wal")
+    dst_wal = dst.with_name(dst.name + "-wal")
+
+    def state() -> tuple[tuple[int, int, int] | None, ...]:
+        out: list[tuple[int, int, int] | None] = []
+        for f in (path, wal):
+            try:
+                st = f.stat()
+                out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except FileNotFoundError:
+                out.append(None)
+        return tuple(out)
+
+    for _ in range(attempts):
+        _remove_with_sidecars(dst)
+        before = state()
+        shutil.copyfile(path, dst)
+        try:
+            shutil.copyfile(wal, dst_wal)
+        except FileNotFoundError:
+            pass
+        if state() == before:
+            return
+        time.sleep(0.01)
+    raise StorageError(f"the local catalog {path} kept changing while it was being copied")
+
+
+def _remove_with_sidecars(path: pathlib.Path) -> None:
+    path.unlink(missing_ok=True)
+    _remove_sidecars(path)
 
 
 def _snapshot_id(con: sqlite3.Connection) -> int | None:
