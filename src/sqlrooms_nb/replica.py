@@ -2,8 +2,9 @@
 
 A :class:`~sqlrooms_nb.room.SqlRoom` is ``{branch name -> Replica}``: it opens a replica when
 the Python API or a view first needs that branch, and closes them all on close. The replica
-owns the one fan-out path of its document: kernel commits arrive through Loro's local-update
-subscription, imports from views through the hub; both go to the writer and, through the
+owns the one fan-out path of its document: kernel commits arrive through its
+:class:`~sqlrooms_nb.relay.LocalRelay` (at once for API edits, within 20 ms for direct ones),
+imports from views through the hub; both go to the writer and, through the
 room's ``broadcast``, to every view (messages carry the branch, so views on other branches
 ignore them).
 """
@@ -20,6 +21,7 @@ from . import history as hist
 from . import notebook as nb
 from . import protocol as p
 from .errors import CorruptionError, StorageError
+from .relay import LocalRelay
 from .store import FlushPolicy, Lake, Persister, recover_room
 from .store.config import spill_root
 from .store.persister import Outage
@@ -121,29 +123,31 @@ class Replica:
             on_imported=self._on_imported,
         )
         # Kernel-made commits (the API or direct edits on room.doc) enter the fan-out here.
-        self._local_updates = self.doc.subscribe_local_update(self._on_local_update)
+        self._local = LocalRelay(self.doc, lock, self._on_local_update)
 
     def close(self, timeout: float | None) -> None:
         """Flush, snapshot and stop the writer (raises :class:`StorageError` if the final
         flush failed); the subscription is dropped whatever happens."""
         try:
             self.doc.commit()
-            self.persister.close(timeout)
+            self._local.close()
         finally:
-            self._local_updates.unsubscribe()
+            self.persister.close(timeout)
 
     # --- fan-out callbacks ---------------------------------------------------------------------
 
-    def _on_local_update(self, update: bytes) -> bool:
-        """Loro local-update subscription: a kernel commit. Must return True and never raise."""
+    def relay_local(self) -> None:
+        """Fan out this kernel's commits now (the API calls it after each edit), rather than
+        at the next tick of the relay."""
+        self._local.relay()
+
+    def _on_local_update(self, update: bytes, changes: int) -> None:
+        """Kernel commits, relayed: to the writer and every view. Never raises."""
         try:
-            self.persister.notify(1, len(update))
-            self._broadcast(
-                [p.ServerUpdate(origin=None, updates=(bytes(update),), branch=self.branch)]
-            )
+            self.persister.notify(max(changes, 1), len(update))
+            self._broadcast([p.ServerUpdate(origin=None, updates=(update,), branch=self.branch)])
         except BaseException:
             LOG.exception("[sqlrooms_nb] could not fan out a kernel change")
-        return True
 
     def _on_remote(self, updates: list[bytes]) -> None:
         """Rows another kernel wrote, now in the document: relay them to this kernel's views."""

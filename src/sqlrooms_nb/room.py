@@ -518,6 +518,7 @@ class SqlRoom:
     @staticmethod
     def _version(replica: Replica) -> str:
         replica.doc.commit()
+        replica.relay_local()
         return hist.current_version(replica.doc)
 
     def history(
@@ -851,6 +852,7 @@ class SqlRoom:
         self._check_open()
         for replica in list(self._replicas.values()):
             replica.doc.commit()
+            replica.relay_local()
             replica.persister.flush(timeout)
         self._runlog.flush(timeout)
 
@@ -1352,6 +1354,7 @@ class _Edit:
             self._room._lock.release()
         replica = self._room._replicas.get(self._branch)
         if replica is not None:
+            replica.relay_local()  # API edits reach views and the writer at once
             self._room._inputs.changed(replica, None)
         self._room._broadcast(self._room._runner.stale_message(self._branch))
 
