@@ -117,7 +117,8 @@ def write_small_flushes(
     lake: Lake, room: str, flushes: int, *, snapshot_every: int = 10_000
 ) -> tuple[LoroDoc, Persister]:
     """A document written as ``flushes`` one-change flushes (each an inlined ``updates`` row);
-    a snapshot (a parquet file) every ``snapshot_every`` changes. Returns the open persister."""
+    a snapshot (a parquet file) every ``snapshot_every`` changes (whatever their size: the
+    policy's size rule is switched off). Returns the open persister."""
     doc = nb.new_doc()
     persister = Persister(
         lake,
@@ -126,7 +127,7 @@ def write_small_flushes(
         doc,
         writer=str(doc.peer_id),
         start_seq=0,
-        policy=FlushPolicy(snapshot_every_changes=snapshot_every),
+        policy=FlushPolicy(snapshot_every_changes=snapshot_every, snapshot_growth=1e-9),
     )
     new_notebook_into(doc)
     persister.notify()

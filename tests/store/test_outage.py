@@ -117,15 +117,16 @@ def start_room(lake: str, room_id: str, policy: FlushPolicy = FAST) -> tuple[Sql
 
 
 def edit_through_outage(
-    room: SqlRoom, cell: str, edits: int, *, gap_s: float = 0.01
+    room: SqlRoom, cell: str, edits: int, *, gap_s: float = 0.01, pad: int = 0
 ) -> tuple[FakeView, list[int]]:
-    """A view makes ``edits`` edits during an outage; returns it and the spill sizes seen."""
+    """A view makes ``edits`` edits during an outage (each ``pad`` dashes longer than its
+    token); returns it and the spill sizes seen."""
     view = FakeView(room, "v1")
     view.hello()
     wait([view], lambda: view.welcomed, "welcome", 10)
     sizes = []
     for i in range(edits):
-        append(view, cell, f"{i};")
+        append(view, cell, f"{i};" + "-" * pad)
         time.sleep(gap_s)
         view.pump()
         files = spill_files(room)
@@ -355,11 +356,14 @@ def test_a_full_disk_under_an_embedded_lake(
     monkeypatch.setenv("SQLROOMS_NB_SPILL_DIR", str(spill_dir))
     lake = str(small_disk / "lake")
     room_obj, cell = start_room(lake, room)
+    room_obj.flush()  # (history views made too: no write of ours is left in flight)
     filler = fill(small_disk)
     began = time.monotonic()
     try:
         edits = 20
-        view, _ = edit_through_outage(room_obj, cell, edits)
+        # 8 KiB each: more than the space SQLite's WAL may already hold (8 frames, 33 KB, were
+        # seen), which takes small writes without a new block even on a full disk.
+        view, _ = edit_through_outage(room_obj, cell, edits, pad=8192)
         if spill_on == "another disk":
             wait(
                 [view],

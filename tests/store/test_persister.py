@@ -261,6 +261,70 @@ def test_writes_a_snapshot_every_n_changes(lake: Lake, room: str) -> None:
     assert count(lake, "snapshots", room) == 1
 
 
+def test_snapshot_due_needs_the_changes_and_the_bytes() -> None:
+    policy = FlushPolicy(snapshot_every_changes=10, snapshot_growth=2.0)
+    assert not policy.snapshot_due(9, 10**9, 0)  # too few changes, whatever the bytes
+    assert policy.snapshot_due(10, 0, 0)  # no snapshot yet: the changes decide
+    assert not policy.snapshot_due(10, 199, 100)  # updates < 2x the last snapshot
+    assert policy.snapshot_due(10, 200, 100)
+    with pytest.raises(ValidationError, match="snapshot_growth"):
+        FlushPolicy(snapshot_growth=0)
+
+
+@pytest.mark.timeout(60)
+def test_commits_merged_into_one_loro_change_count_once(lake: Lake, room: str) -> None:
+    # The paper trace's case: one commit per keystroke, which Loro merges into a few changes.
+    # Counting notify() calls (commits) wrote a full snapshot every N keystrokes.
+    doc, persister, _ = start(
+        lake, room, FlushPolicy(max_delay_s=NEVER_S, snapshot_every_changes=5)
+    )
+    _, cells = new_notebook_into(doc)
+    persister.flush()
+    text = nb.cell_text(nb.find_cell(doc, cells[0])[1])
+    for i in range(50):  # no commit message: Loro merges them into one change
+        text.insert(0, str(i % 10))
+        doc.commit()
+        persister.notify()
+        if i % 25 == 24:
+            persister.flush()
+    assert count(lake, "changes", room) < 5  # 50 notify() calls
+    assert count(lake, "snapshots", room) == 0
+    persister.close()
+    assert count(lake, "snapshots", room) == 1
+
+
+@pytest.mark.timeout(60)
+def test_a_new_snapshot_waits_for_updates_as_big_as_the_last_one(lake: Lake, room: str) -> None:
+    doc, persister, _ = start(
+        lake,
+        room,
+        FlushPolicy(max_delay_s=NEVER_S, snapshot_every_changes=1, snapshot_growth=1.0),
+    )
+    _, cells = new_notebook_into(doc)
+    persister.flush()
+    assert count(lake, "snapshots", room) == 1  # the first one: no size to compare with
+    first = rows(lake, f"SELECT byte_length FROM {lake.table('snapshots')} WHERE room = ?", [room])
+    snapshot_bytes = int(first[0][0])
+    written = 0
+    flushes = 0
+    while written < snapshot_bytes:
+        type_into(doc, cells[flushes % 2], "x" * 40, f"u{flushes}")  # its own change
+        persister.notify()
+        persister.flush()
+        flushes += 1
+        got = rows(
+            lake,
+            f"SELECT coalesce(sum(byte_length), 0) FROM {lake.table('updates')} "
+            "WHERE room = ? AND seq > 1",
+            [room],
+        )
+        written = int(got[0][0])
+        expected = 2 if written >= snapshot_bytes else 1
+        assert count(lake, "snapshots", room) == expected, (flushes, written, snapshot_bytes)
+    assert flushes > 1  # the rule held some snapshots back
+    persister.close()
+
+
 # --- rows ----------------------------------------------------------------------------------------
 
 

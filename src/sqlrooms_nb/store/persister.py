@@ -12,7 +12,12 @@ lake: dedupe is inherent.
 On failure nothing advances: the changes stay in the document, ``on_error(StorageError)`` is
 called, and the writer retries with exponential backoff (``RETRY_FIRST_DELAY_S`` doubling up to
 ``RETRY_MAX_DELAY_S``) until it succeeds. A snapshot (``ExportMode.Snapshot``, never inlined)
-is written every ``snapshot_every_changes`` changes and on close.
+is written on close and when :meth:`FlushPolicy.snapshot_due` says so: once this writer has
+written at least ``snapshot_every_changes`` Loro changes *and* ``snapshot_growth`` times the
+last snapshot's size in ``updates`` bytes since the last snapshot. A Loro snapshot holds the
+whole history, so the size rule keeps the snapshots written during a session a bounded multiple
+of the history's bytes (each one at least ``1 + snapshot_growth`` times bigger than the last,
+roughly), whatever the rate of edits.
 
 Outage (with a spill file, see :mod:`.spill`): before a failure is reported, what the document
 holds beyond the saved version and the spill is appended to the spill file and fsynced, and
@@ -166,22 +171,45 @@ class FlushPolicy:
 
     A flush is due when ``max_delay_s`` seconds have passed since the first unflushed change,
     or ``max_changes`` changes, or ``max_bytes`` bytes (of updates, as reported to
-    :meth:`Persister.notify`) are pending. A snapshot is written after the flush that brings
-    the changes written since the last snapshot to ``snapshot_every_changes``, and on close.
+    :meth:`Persister.notify`) are pending. A snapshot is written after a flush when
+    :meth:`snapshot_due`, and on close (if anything was written since the last snapshot).
+
+    Units: ``max_changes`` and ``snapshot_every_changes`` count Loro *changes* (what the
+    ``changes`` table gets one row for; Loro merges a writer's consecutive commits into one
+    change, so thousands of one-key commits may be a single change), except that
+    ``max_changes`` counts what callers report to :meth:`Persister.notify` (commits, usually).
+    ``max_bytes`` counts update bytes as reported to ``notify``; ``snapshot_growth`` is a ratio
+    of bytes: ``updates`` bytes written since the last snapshot over that snapshot's
+    ``byte_length``.
+
     Raises :class:`ValueError` (:class:`~sqlrooms_nb.errors.ValidationError`) for non-positive
     values.
     """
 
-    max_delay_s: float = 0.2
+    max_delay_s: float = 0.1
+    """Seconds from the first unflushed change to its flush. 0.1 s keeps the saved ack's p99
+    under 250 ms at 1,000 edits/s (benchmarks/durability.py, load 2.5: 146 ms; 0.2 s gave 310 ms
+    at load 4). 0.05 s is faster still (96 ms) but its 20 flushes a second slowed the comm
+    thread 2x in a flood (tests/test_bad_input.py); up to 10 ``updates`` rows a second while
+    someone types, which compaction merges."""
     max_changes: int = 1000
     max_bytes: int = 1 << 20
     snapshot_every_changes: int = 10_000
+    snapshot_growth: float = 1.0
+    """A snapshot during a session also needs this many times the last snapshot's bytes in
+    ``updates`` bytes written since it (no snapshot yet: no size condition)."""
     poll_s: float | None = 0.5
     """How often the writer looks for rows other writers (kernels) added to its room/branch,
     seconds; ``None`` never. A PostgreSQL catalog also wakes it at once (LISTEN/NOTIFY)."""
 
     def __post_init__(self) -> None:
-        names = ["max_delay_s", "max_changes", "max_bytes", "snapshot_every_changes"]
+        names = [
+            "max_delay_s",
+            "max_changes",
+            "max_bytes",
+            "snapshot_every_changes",
+            "snapshot_growth",
+        ]
         if self.poll_s is not None:
             names.append("poll_s")
         for name in names:
@@ -205,6 +233,15 @@ class FlushPolicy:
             pending_changes >= self.max_changes
             or pending_bytes >= self.max_bytes
             or now - first_pending_at >= self.max_delay_s
+        )
+
+    def snapshot_due(self, changes_since: int, bytes_since: int, last_snapshot_bytes: int) -> bool:
+        """Whether a snapshot is due after a flush: ``changes_since`` Loro changes and
+        ``bytes_since`` ``updates`` bytes written since the last snapshot, which held
+        ``last_snapshot_bytes`` bytes (0: none, or its size is unknown)."""
+        return (
+            changes_since >= self.snapshot_every_changes
+            and bytes_since >= self.snapshot_growth * last_snapshot_bytes
         )
 
 
@@ -387,7 +424,10 @@ class Persister:
         self._stopped = False
 
         # Writer-thread-only fields.
-        self._changes_since_snapshot = 0
+        self._changes_since_snapshot = 0  # Loro changes this writer wrote since the last snapshot
+        self._bytes_since_snapshot = 0  # their ``updates`` bytes
+        # byte_length of the room/branch's latest snapshot (None: not read from the lake yet)
+        self._last_snapshot_bytes: int | None = None
         self._snapshot_needed = snapshot_now
         self._snapshots = snapshots
         self._tail_problem = ""  # the damaged row tailing last reported
@@ -720,7 +760,14 @@ class Persister:
                 if self._snapshot_needed or self._changes_since_snapshot > 0:
                     self._write_snapshot(cur)
             elif self._changes_since_snapshot >= self._policy.snapshot_every_changes:
-                self._write_snapshot(cur)
+                if self._last_snapshot_bytes is None:  # read once, when first needed
+                    self._last_snapshot_bytes = self._read_last_snapshot_bytes(cur)
+                if self._policy.snapshot_due(
+                    self._changes_since_snapshot,
+                    self._bytes_since_snapshot,
+                    self._last_snapshot_bytes,
+                ):
+                    self._write_snapshot(cur)
         except StorageError as exc:
             self._failures += 1
             delay = min(RETRY_FIRST_DELAY_S * 2 ** (self._failures - 1), RETRY_MAX_DELAY_S)
@@ -770,8 +817,10 @@ class Persister:
                     self._first_pending_at = taken[2]
             raise
         if written is not None:
-            rows, version = written
-            self._changes_since_snapshot += max(rows, taken[0])
+            rows, size, version = written
+            # Loro changes, not notify() calls: one change may hold thousands of commits.
+            self._changes_since_snapshot += rows
+            self._bytes_since_snapshot += size
             self._call_saved(version)
         elif taken[0] or taken[1]:
             # Reported changes the lake already has (e.g. the same update imported twice):
@@ -784,10 +833,11 @@ class Persister:
         except BaseException:
             LOG.exception("[sqlrooms_nb] on_saved callback failed")
 
-    def _write_batch(self, cur: duckdb.DuckDBPyConnection) -> tuple[int, VersionVector] | None:
+    def _write_batch(self, cur: duckdb.DuckDBPyConnection) -> tuple[int, int, VersionVector] | None:
         """Export, build the two Arrow tables, insert them in one transaction, advance.
 
-        Returns ``(change rows, new saved version)``, or ``None`` when there was nothing new.
+        Returns ``(change rows, update bytes, new saved version)``, or ``None`` when there was
+        nothing new.
         """
         seq = self._seq + 1
         if self._unknown_attempt == seq and self._adopt_if_written(cur, seq):
@@ -859,7 +909,7 @@ class Persister:
             self._seq = seq
             self._saved_vv = vv_to
         self._lake.announce_rows(self._room, self._branch)
-        return n, vv_to
+        return n, len(blob), vv_to
 
     def _author_of(self, peer: int, message: str | None) -> str:
         author = nb.split_change_message(message)[0]
@@ -978,6 +1028,7 @@ class Persister:
             self._seq = seq
             self._saved_vv = version
         self._changes_since_snapshot += int(row[1] or 0)
+        self._bytes_since_snapshot += len(row[2] or b"")
         self._call_saved(version)
         return True
 
@@ -1070,7 +1121,23 @@ class Persister:
                 what=f"write a snapshot of room {self._room!r} to the lake",
             )
         self._changes_since_snapshot = 0
+        self._bytes_since_snapshot = 0
+        self._last_snapshot_bytes = int(table.column("byte_length")[0].as_py() or 0)
         self._snapshot_needed = False
+
+    def _read_last_snapshot_bytes(self, cur: duckdb.DuckDBPyConnection) -> int:
+        """``byte_length`` of the room/branch's latest snapshot; 0 if none or unreadable (then
+        only ``snapshot_every_changes`` decides, see :meth:`FlushPolicy.snapshot_due`)."""
+        try:
+            row = cur.execute(
+                f"SELECT byte_length FROM {self._lake.table('snapshots')} "
+                "WHERE room = ? AND branch = ? ORDER BY created_at DESC LIMIT 1",
+                [self._room, self._branch],
+            ).fetchone()
+        except duckdb.Error as exc:
+            LOG.warning("[sqlrooms_nb] could not read the last snapshot's size: %s", exc)
+            return 0
+        return int(row[0] or 0) if row else 0
 
     def _insert_snapshot(self, cur: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
         view = "_sqlrooms_nb_snapshots_batch"
