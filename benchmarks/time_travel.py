@@ -10,8 +10,11 @@ the lake as a kernel would after a restart. Per version, interleaved, median of 
 - baseline: ``read_cells(doc.fork_at(frontiers))`` on a plain Loro document imported from the
   room's newest snapshot (the same history).
 
-The first call after opening (Loro decodes the history lazily) is reported in the note. Each
-preview's text is checked against the trace. Target: ≤ 50 ms kernel side.
+The first call after opening (Loro decodes the history lazily) is reported in the note: it
+is also the cold cost of a preview, since the room keeps a few detached forks checked out
+near the versions previewed (:class:`sqlrooms_nb.history.Previews`) and the repeats of one
+version then cost only reading the cells. Each preview's text is checked against the trace.
+Target: ≤ 50 ms kernel side.
 """
 
 from __future__ import annotations

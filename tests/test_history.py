@@ -225,6 +225,31 @@ def test_sql_cells_can_query_the_rooms_own_history(lake):
         assert con.sql("select count(*) from sqlrooms_history.changes").fetchone() == (1,)
 
 
+def test_history_views_are_made_off_the_open_path_and_cells_wait_for_them(lake, monkeypatch):
+    import threading
+
+    from sqlrooms_nb import history_views
+
+    release = threading.Event()
+    real = history_views._create
+
+    def slow(*args):
+        release.wait(30)  # as a slow extension load / attach would
+        return real(*args)
+
+    monkeypatch.setattr(history_views, "_create", slow)
+    con = duckdb.connect()
+    with snb.SqlRoom("lazy", lake=lake, connection=con, author="ana") as room:
+        # open returned while the views are still being made
+        assert not room._history_views.done()
+        plain = room.add_cell("select 41 + 1 as x", name="plain")
+        assert room.run(plain).column("x").to_pylist() == [42]  # does not wait for them
+        who = room.add_cell("select count(*) as n from sqlrooms_history.changes", name="who")
+        threading.Timer(0.3, release.set).start()
+        assert room.run(who).column("n").to_pylist()[0] >= 0  # waited, then found them
+        assert room._history_views.result(0) is True
+
+
 def test_ducklakes_own_timeline_lists_saves_and_travels_back(lake):
     with snb.SqlRoom("timeline", lake=lake) as room:
         a = room.add_cell("select 1", name="a")
@@ -276,3 +301,25 @@ def test_the_change_index_matches_a_full_walk_as_the_document_grows():
         if step % 3 == 0:
             assert index.changes() == history.changes(doc), step
     assert index.changes() == history.changes(doc)
+
+
+def test_previews_from_kept_forks_match_fork_at_and_follow_the_live_doc():
+    doc = nb.configure(nb.new_doc())
+    nb.ensure_schema(doc)
+    cid = nb.add_cell(doc, "", name="a")
+    doc.commit()
+    text = nb.cell_text(nb.find_cell(doc, cid)[1])
+    versions = []
+    for i in range(60):
+        text.insert(len(text.to_string()), f"{i},")
+        doc.commit()
+        versions.append(doc.oplog_frontiers)
+    previews = history.Previews(doc, forks=2, spread=0.2)
+    for i in [5, 55, 30, 6, 59, 0, 31]:
+        assert previews.cells_at(versions[i]) == history.cells_at(doc, versions[i]), i
+    assert len(previews._forks) == 2  # kept, not one per preview
+    assert doc.is_detached() is False  # the live document never moves
+    text.insert(0, "new ")  # the live doc moves on: the kept forks import it
+    doc.commit()
+    assert previews.cells_at(doc.oplog_frontiers)[0].source.startswith("new 0,")
+    assert previews.cells_at(versions[3])[0].source == "0,1,2,3,"

@@ -27,11 +27,23 @@ lake's own DuckDB), and views in schema
 The views are (re)created each time a room opens on the connection or checks out a branch,
 so they follow the most recently opened room and its checked-out branch. In a file-backed
 user database they are stored like any view.
+
+Off the open path: loading the extensions and attaching the lake in the user's connection
+takes 0.2-1.5 s, several times what opening a room takes otherwise, so a room asks for the
+views with :func:`create_history_views_soon`, which does the work on one background thread
+(requests run in the order they were made: the last room opened or branch checked out wins)
+and returns a future. The room waits for it before running a SQL cell whose text names
+:data:`HISTORY_SCHEMA` or :data:`LAKE_ALIAS`, in ``room.flush()`` and in ``room.close()``, so
+such a cell (or code run after ``flush()``) always sees the views.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 
 import duckdb
 
@@ -64,7 +76,57 @@ def create_history_views(
     data is an extra, and must never stop a room from opening. ``room`` and ``branch`` are
     validated ids; they are still quoted as SQL literals.
     """
+    return _create(con.cursor(), lake, room, branch)
+
+
+def create_history_views_soon(
+    con: duckdb.DuckDBPyConnection, lake: Lake, room: str, branch: str
+) -> Future[bool]:
+    """:func:`create_history_views` on the background thread; the future's result is its
+    ``True``/``False`` (it never raises). Requests run one at a time, in the order made. The
+    cursor is made here, on the caller's thread (a DuckDB connection is not to be shared
+    between threads); the background thread only uses (and closes) that cursor."""
     cur = con.cursor()
+    done: Future[bool] = Future()
+
+    def job() -> None:
+        ok = False
+        try:
+            ok = _create(cur, lake, room, branch)
+        finally:
+            done.set_result(ok)
+
+    _worker().put(job)
+    return done
+
+
+_queue: queue.SimpleQueue[Callable[[], None]] | None = None
+_queue_lock = threading.Lock()
+
+
+def _worker() -> queue.SimpleQueue[Callable[[], None]]:
+    """The queue of the one background thread (a daemon: an attach hanging on an unreachable
+    catalog never holds up the interpreter's exit), started on first use."""
+    global _queue
+    with _queue_lock:
+        if _queue is None:
+            _queue = queue.SimpleQueue()
+            jobs = _queue
+
+            def loop() -> None:
+                while True:
+                    job = jobs.get()
+                    try:
+                        job()
+                    except BaseException:  # _create never raises; keep the thread alive
+                        LOG.exception("[sqlrooms_nb] history views job failed")
+
+            threading.Thread(target=loop, name="sqlrooms_nb-history-views", daemon=True).start()
+        return _queue
+
+
+def _create(cur: duckdb.DuckDBPyConnection, lake: Lake, room: str, branch: str) -> bool:
+    """:func:`create_history_views` with a cursor of the user's connection (closed here)."""
     try:
         load_into(cur, lake.config.extensions)  # the lake's own copies: never a second SQLite
         secret = s3_secret_sql(lake.config, S3_SECRET_NAME)

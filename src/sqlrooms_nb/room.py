@@ -27,6 +27,7 @@ import threading
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +54,7 @@ from .errors import (
     StorageError,
     ValidationError,
 )
-from .history_views import create_history_views
+from .history_views import HISTORY_SCHEMA, LAKE_ALIAS, create_history_views_soon
 from .inputs import InputWatch
 from .presence import Presence
 from .ratelimit import HELLO_COST, RateLimiter
@@ -161,6 +162,7 @@ class SqlRoom:
         self._policy = flush_policy or FlushPolicy()
         self._replicas: dict[str, Replica] = {}
         self._tags_cache: dict[str, list[Tag]] = {}
+        self._previews: dict[str, hist.Previews] = {}  # branch -> forks kept for previews
         self._last_branches: p.Branches | None = None  # for views joining while the lake is down
         # Requests that only read and may take long are answered off the comm thread, so it
         # keeps relaying everyone's edits meanwhile (see _reader_for): history pages, previews
@@ -197,8 +199,6 @@ class SqlRoom:
         except BaseException:
             self._lake.release()
             raise
-        # The collaboration as data for SQL cells (sqlrooms_history.*); optional, never fatal.
-        create_history_views(self._con, self._lake, self.room_id, self._branch)
         self._presence = Presence()  # who is here: relayed to views, never persisted
         # Views of other kernels on this room (PostgreSQL catalog: NOTIFY), shown alike.
         self._unsubscribe_presence = self._lake.on_presence(self.room_id, self._remote_presence)
@@ -213,9 +213,15 @@ class SqlRoom:
             log=self._runlog.append if not self.readonly else lambda *_args: None,
             on_job_done=self._job_done,
             read_inputs=self._inputs_of,
+            before_run=self._before_run,
         )
         if not self.readonly and nb.ensure_schema(replica.doc, title=self.room_id):
             self._commit(replica.doc)
+        # The collaboration as data for SQL cells (sqlrooms_history.*); optional, never fatal.
+        # Made in the background (0.2-1.5 s), last: runs naming it and flush() wait for it.
+        self._history_views = create_history_views_soon(
+            self._con, self._lake, self.room_id, self._branch
+        )
         _open_rooms.add(self)
         _flush_on_sigterm()
 
@@ -567,8 +573,16 @@ class SqlRoom:
 
         Raises :class:`ValidationError` for an id that is not a version of this branch.
         """
-        doc = self._replica().doc
-        return hist.cells_at(doc, hist.parse_version(doc, version))
+        replica = self._replica()
+        return self._previews_of(replica).cells_at(hist.parse_version(replica.doc, version))
+
+    def _previews_of(self, replica: Replica) -> hist.Previews:
+        """The branch's kept forks for reading old versions (see :class:`hist.Previews`)."""
+        with self._lock:
+            previews = self._previews.get(replica.branch)
+            if previews is None or previews.doc is not replica.doc:
+                previews = self._previews[replica.branch] = hist.Previews(replica.doc)
+            return previews
 
     def diff(
         self, a: str | hist.Version, b: str | hist.Version | None = None
@@ -722,7 +736,7 @@ class SqlRoom:
         """
         self._replica(name)
         self._branch = name
-        create_history_views(self._con, self._lake, self.room_id, name)
+        self._history_views = create_history_views_soon(self._con, self._lake, self.room_id, name)
         for widget in self._widgets():
             widget.branch = name
         self._broadcast([self._branches_message()])
@@ -855,6 +869,21 @@ class SqlRoom:
             replica.relay_local()
             replica.persister.flush(timeout)
         self._runlog.flush(timeout)
+        self._history_views_ready(timeout)
+
+    def _before_run(self, sql: str) -> None:
+        """Before a SQL cell runs: SQL naming the history views waits until they exist."""
+        lowered = sql.lower()
+        if HISTORY_SCHEMA in lowered or LAKE_ALIAS in lowered:
+            self._history_views_ready()
+
+    def _history_views_ready(self, timeout: float | None = 60) -> None:
+        """Wait (at most ``timeout`` s) for the latest request for the history views
+        (``sqlrooms_history.*`` in the SQL connection, made in the background)."""
+        try:
+            self._history_views.result(timeout)
+        except FutureTimeout:
+            LOG.warning("[sqlrooms_nb] the history views were not ready within %s s", timeout)
 
     def close(self, timeout: float | None = 60) -> None:
         """Flush every open branch, write its snapshot, stop the writers and release the
@@ -873,6 +902,7 @@ class SqlRoom:
         self._history_reads.shutdown(wait=False, cancel_futures=True)
         self._inputs.close()
         self._result_reads.shutdown(wait=True, cancel_futures=True)  # they use the connection
+        self._history_views_ready(timeout)  # it uses the connection too
         errors: list[BaseException] = []
         self._runner.close(timeout)
         self._runlog.close(timeout)
@@ -1211,7 +1241,7 @@ class SqlRoom:
         """The cells at a version and their diff to now (read from a fork; raises
         :class:`ValidationError` for an unknown version)."""
         doc = replica.doc
-        cells = hist.cells_at(doc, hist.parse_version(doc, message.version))
+        cells = self._previews_of(replica).cells_at(hist.parse_version(doc, message.version))
         diff = hist.diff_cells(cells, nb.read_cells(doc))
         return p.Preview(
             to=message.view,

@@ -110,6 +110,9 @@ class Runner:
         on_job_done: called with each job once it has ended (on the worker thread).
         read_inputs: ``branch -> {parameter name: input spec}`` (takes the room's lock
             briefly); ``None``: the notebook has no inputs, and ``$name`` parameters fail.
+        before_run: called with a cell's SQL on the worker thread just before it runs (the
+            room waits there for its history views, made in the background, when the SQL
+            names them; see :mod:`.history_views`).
     """
 
     def __init__(
@@ -123,8 +126,10 @@ class Runner:
         log: Callable[[RunRecord], None],
         on_job_done: Callable[[Job], None] | None = None,
         read_inputs: Callable[[str], Mapping[str, nb.InputSpec]] | None = None,
+        before_run: Callable[[str], None] | None = None,
     ) -> None:
         self._con = con
+        self._before_run = before_run
         self._room = room
         self._read_cells = read_cells
         self._broadcast = broadcast
@@ -421,6 +426,8 @@ class Runner:
                     "result has its own view name"
                 )
             params = self._params(branch, cell)
+            if self._before_run is not None:
+                self._before_run(cell.source)
             result = query.run_cell(
                 self._con,
                 cell.name,
