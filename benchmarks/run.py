@@ -6,9 +6,10 @@
 
 Each benchmark is a module ``benchmarks/<module>.py`` with ``run(size, out) -> list[Row]`` (see
 :mod:`benchmarks.suite`); :data:`BENCHMARKS` lists them in run order. The browser ones
-(``sync``, ``results``) are hooks: when their module does not exist yet the table says so and
-the run goes on. A benchmark that raises is reported (traceback on stderr, a row saying it
-failed) and the others still run; the exit status is then 1.
+(``sync``, ``results``) start a ``marimo edit`` server and Chromium. When a module named
+here does not exist yet the table says so and the run goes on. A benchmark that raises is
+reported (traceback on stderr, a row saying it failed) and the others still run; the exit
+status is then 1.
 
 Writes into ``--out`` (default ``benchmarks/results``): ``results.json`` (machine, size, load
 average before and after each benchmark, every row), ``table.md`` (the table as markdown) and
@@ -49,8 +50,8 @@ BENCHMARKS: dict[str, str] = {
     "storage": "storage",  # P3 (reads persist's runs when both run)
     "open": "open",  # P4
     "time_travel": "time_travel",  # P5
-    "sync": "sync_latency",  # P6, browser: hook for benchmarks/sync_latency.py
-    "results": "results_grid",  # P7, browser: hook for benchmarks/results_grid.py
+    "sync": "sync_latency",  # P6, browser: marimo edit + 2 Chromium pages
+    "results": "results_grid",  # P7, browser: marimo edit + Chromium, our grid vs mo.sql
     "scaling": "scaling",  # P8
 }
 """Benchmark name (for ``--only``) -> module in ``benchmarks/``, in run order."""

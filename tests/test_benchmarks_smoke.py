@@ -24,8 +24,14 @@ from loro import ID, VersionVector
 
 REPO = Path(__file__).resolve().parents[1]
 # Benchmarks that read the same rooms run in one process, as in a full run: storage reads
-# persist's runs; open, time_travel and scaling's longest history reuse persist's room.
-GROUPS = ["persist,storage,open,time_travel,scaling", "durability"]
+# persist's runs; open, time_travel and scaling's longest history reuse persist's room. The
+# browser ones (P6 sync, P7 results: a marimo server and Chromium each, ~20 s apiece at smoke
+# size) run together and carry the browser mark.
+GROUPS = [
+    "persist,storage,open,time_travel,scaling",
+    "durability",
+    pytest.param("sync,results", marks=pytest.mark.browser, id="sync,results"),
+]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
