@@ -3,6 +3,7 @@ widget's ``results`` value when a SQL cell runs from the widget (``marimo edit``
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -77,6 +78,23 @@ def completions(page: Page) -> list[str]:
     return popup.first.locator("li .cm-completionLabel").all_inner_texts()
 
 
+def settled(page: Page, label: str, quiet_s: float = 0.3) -> None:
+    """Wait until the completion list shows ``label`` and has not changed for ``quiet_s``:
+    CodeMirror ignores Enter for 75 ms after the options change (``interactionDelay``), and the
+    kernel's catalog answer can change them late on a loaded machine (Enter then typed a
+    newline in CI)."""
+    last, since = completions(page), time.monotonic()
+    deadline = since + 15
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = completions(page)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif label in now and time.monotonic() - since >= quiet_s:
+            return
+    raise AssertionError(f"the completion list did not settle with {label!r}: {last}")
+
+
 def test_completion_offers_tables_and_columns_and_runs_rerun_python_cells(
     marimo_probe: Server, open_page: Callable[[str, str], Page], artifact: Callable[[str], Path]
 ) -> None:
@@ -90,6 +108,7 @@ def test_completion_offers_tables_and_columns_and_runs_rerun_python_cells(
     new = wait_for("the added cell", a.ids, lambda ids: len(ids) == 2)[-1]
     a.type_at_end(a.cell(new), "select * from fli")
     labels = wait_for("table completions", lambda: completions(page), lambda ls: "flights" in ls)
+    settled(page, "flights")
     page.screenshot(path=str(artifact("completion-table.png")))
     assert "flights" in labels
     page.keyboard.press("Enter")  # accept
