@@ -22,11 +22,8 @@ import os
 import random
 import re
 import shutil
-import signal
 import statistics
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +33,7 @@ from playwright.sync_api import Locator, Page
 
 import sqlrooms_nb as snb
 
+from .kill import Killer, kernel_pid, token_report
 from .servers import Server, marimo_server
 from .widget_page import WidgetPage, wait_for
 
@@ -131,66 +129,10 @@ class Typist:
         return next((c.text or "" for c in self.page.cells() if c.name == self.cell), "")
 
 
-class Killer:
-    """SIGKILLs process ``pid`` ``delay_s`` seconds from now, from a timer thread (the test's
-    thread is busy typing meanwhile); ``done`` is set and ``at`` (monotonic s) recorded then."""
-
-    def __init__(self, pid: int, delay_s: float) -> None:
-        self.pid = pid
-        self.done = threading.Event()
-        self.at = 0.0
-        self.already_dead = False
-        self._timer = threading.Timer(delay_s, self._kill)
-        self._timer.start()
-
-    def _kill(self) -> None:
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:  # it died on its own meanwhile: the restart is the same
-            self.already_dead = True
-        self.at = time.monotonic()
-        self.done.set()
-
-    def cancel(self) -> None:
-        self._timer.cancel()
-
-
 def view_id(page: WidgetPage) -> str | None:
     """The widget's view id (a re-rendered widget has a new one); None while none is shown."""
     root = page.root.first
     return root.get_attribute("data-view") if page.root.count() else None
-
-
-def token_report(text: str, typed: list[str]) -> str:
-    """Which typed tokens ``text`` lacks or holds more than once (empty when exactly once each)."""
-    seen = Counter(TOKEN.findall(text))
-    missing = [t for t in typed if seen[t] == 0]
-    doubled = [t for t, n in seen.items() if n > 1]
-    unknown = [t for t in seen if t not in typed]
-    parts = [
-        f"{name}: {items}"
-        for name, items in (("missing", missing), ("doubled", doubled), ("unknown", unknown))
-        if items
-    ]
-    return "; ".join(parts)
-
-
-def kernel_pid(pid_file: Path, server: Server, not_pid: int | None) -> int:
-    """The pid the notebook wrote, once it is a new, live child of the marimo server."""
-
-    def read() -> int | None:
-        try:
-            pid = int(pid_file.read_text())
-        except (OSError, ValueError):
-            return None
-        return pid if pid != not_pid else None
-
-    pid = wait_for("the kernel's pid", read, lambda p: p is not None, RESTART_TIMEOUT_S)
-    assert pid is not None and server.proc is not None and pid != server.proc.pid
-    status = Path(f"/proc/{pid}/status").read_text()
-    ppid = int(re.search(r"^PPid:\s*(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
-    assert ppid == server.proc.pid, f"pid {pid} is not the marimo server's kernel"
-    return pid
 
 
 def wait_same_text(typists: list[Typist], pages: list[WidgetPage], what: str) -> None:
@@ -208,7 +150,8 @@ def wait_same_text(typists: list[Typist], pages: list[WidgetPage], what: str) ->
     except AssertionError:
         rows = texts()
         report = [
-            f"{p.name} cell {t.cell}: {token_report(row[i], t.typed) or 'tokens ok'} | {row[i]!r}"
+            f"{p.name} cell {t.cell}: "
+            f"{token_report(row[i], t.typed, TOKEN) or 'tokens ok'} | {row[i]!r}"
             for p, row in zip(pages, rows, strict=True)
             for i, t in enumerate(typists)
         ]
@@ -307,7 +250,7 @@ def test_kernel_killed_while_two_pages_type_loses_and_doubles_nothing(
     offline_checked = 0
     died_alone = 0  # kernels that died by themselves (not by this test's SIGKILL)
     for k in range(kills):
-        pid = kernel_pid(pid_file, crash_server, pid)
+        pid = kernel_pid(pid_file, crash_server, pid, RESTART_TIMEOUT_S)
         for t in typists:
             t.focus()
         killer = Killer(pid, rng.uniform(*KILL_AFTER_S))
@@ -378,7 +321,8 @@ def test_kernel_killed_while_two_pages_type_loses_and_doubles_nothing(
         stored = {c.name: c.source for c in room.cells}
     for t in typists:
         assert stored[t.cell] == t.expected(), (
-            f"lake, cell {t.cell}: {token_report(stored[t.cell], t.typed) or 'order differs'}"
+            f"lake, cell {t.cell}: "
+            f"{token_report(stored[t.cell], t.typed, TOKEN) or 'order differs'}"
         )
 
     tokens = sum(len(t.typed) for t in typists)

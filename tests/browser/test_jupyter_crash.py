@@ -22,11 +22,8 @@ import json
 import os
 import random
 import re
-import signal
 import statistics
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -36,6 +33,7 @@ from playwright.sync_api import Page
 
 import sqlrooms_nb as snb
 
+from .kill import Killer, kernel_pid, token_report
 from .servers import Server
 from .widget_page import WidgetPage, wait_for
 
@@ -127,58 +125,6 @@ def accept_dialog(page: Page) -> None:
     wait_for("the dialog to close", lambda: dialog_title(page), lambda t: t == "")
 
 
-class Killer:
-    """SIGKILLs process ``pid`` ``delay_s`` seconds from now, from a timer thread (the test's
-    thread is busy typing meanwhile); ``done`` is set and ``at`` (monotonic s) recorded then."""
-
-    def __init__(self, pid: int, delay_s: float) -> None:
-        self.pid = pid
-        self.done = threading.Event()
-        self.at = 0.0
-        self._timer = threading.Timer(delay_s, self._kill)
-        self._timer.start()
-
-    def _kill(self) -> None:
-        os.kill(self.pid, signal.SIGKILL)
-        self.at = time.monotonic()
-        self.done.set()
-
-    def cancel(self) -> None:
-        self._timer.cancel()
-
-
-def kernel_pid(pid_file: Path, server: Server, not_pid: int | None) -> int:
-    """The pid the notebook wrote, once it is a new, live child of the Jupyter server."""
-
-    def read() -> int | None:
-        try:
-            pid = int(pid_file.read_text())
-        except (OSError, ValueError):
-            return None
-        return pid if pid != not_pid else None
-
-    pid = wait_for("the kernel's pid", read, lambda p: p is not None, RESTART_TIMEOUT_S)
-    assert pid is not None and server.proc is not None and pid != server.proc.pid
-    status = Path(f"/proc/{pid}/status").read_text()
-    ppid = int(re.search(r"^PPid:\s*(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
-    assert ppid == server.proc.pid, f"pid {pid} is not the Jupyter server's kernel"
-    return pid
-
-
-def token_report(text: str, typed: list[str]) -> str:
-    """Which typed tokens ``text`` lacks or holds more than once (empty when exactly once each)."""
-    seen = Counter(TOKEN.findall(text))
-    missing = [t for t in typed if seen[t] == 0]
-    doubled = [t for t, n in seen.items() if n > 1]
-    unknown = [t for t in seen if t not in typed]
-    parts = [
-        f"{name}: {items}"
-        for name, items in (("missing", missing), ("doubled", doubled), ("unknown", unknown))
-        if items
-    ]
-    return "; ".join(parts)
-
-
 def view_id(view: WidgetPage) -> str | None:
     """The widget's view id (a re-rendered widget has a new one); None while none is shown."""
     return view.root.first.get_attribute("data-view") if view.root.count() else None
@@ -226,7 +172,7 @@ class Typist:
             wait_for(what, self.text, lambda t: t == self.expected(), RESTART_TIMEOUT_S)
         except AssertionError:
             text = self.text()
-            report = token_report(text, self.typed) or "tokens ok, order or spacing differs"
+            report = token_report(text, self.typed, TOKEN) or "tokens ok, order or spacing differs"
             raise AssertionError(
                 f"{what}: {report}\n  shown:    {text!r}\n  expected: {self.expected()!r}\n"
                 f"  outbox entries in localStorage: {list(outbox_keys(self.view.page))}"
@@ -259,7 +205,7 @@ def test_jupyter_kernel_killed_while_typing_loses_and_doubles_nothing(
     back_s: list[float] = []  # restart command -> the new widget shows every token
     restored: list[float] = []  # entries the new view imported from the old one's outbox
     for k in range(KILLS):
-        pid = kernel_pid(pid_file, jupyter_demo, pid)
+        pid = kernel_pid(pid_file, jupyter_demo, pid, RESTART_TIMEOUT_S)
         typist.focus()
         killer = Killer(pid, rng.uniform(*KILL_AFTER_S))
         try:
@@ -328,7 +274,7 @@ def test_jupyter_kernel_killed_while_typing_loses_and_doubles_nothing(
     with snb.SqlRoom(ROOM, lake=str(jupyter_demo.lake)) as room:
         stored = {c.name: c.source for c in room.cells}
     assert stored[CELL] == typist.expected(), (
-        f"lake: {token_report(stored[CELL], typist.typed) or 'order differs'}\n"
+        f"lake: {token_report(stored[CELL], typist.typed, TOKEN) or 'order differs'}\n"
         f"  stored:   {stored[CELL]!r}\n  expected: {typist.expected()!r}"
     )
     print(
