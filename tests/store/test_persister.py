@@ -10,20 +10,10 @@ from loro import ID, ExportMode, Frontiers, LoroDoc, VersionVector
 from sqlrooms_nb import notebook as nb
 from sqlrooms_nb.errors import StorageError, ValidationError
 from sqlrooms_nb.store import FlushPolicy, Lake, Persister
+from tests.store.lake_checks import count_rows
 from tests.store.store_helpers import FakeClock, Saved, new_notebook_into, type_into
 
 NEVER_S = 1e9
-
-
-def count(lake: Lake, table: str, room: str) -> int:
-    cur = lake.cursor()
-    try:
-        row = cur.execute(
-            f"SELECT count(*) FROM {lake.table(table)} WHERE room = ?", [room]
-        ).fetchone()
-    finally:
-        cur.close()
-    return int(row[0]) if row else 0
 
 
 def rows(lake: Lake, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
@@ -103,7 +93,7 @@ def test_flushes_when_max_changes_are_pending(lake: Lake, room: str) -> None:
     assert not saved.wait(1, timeout=0.3)
     persister.notify()
     assert saved.wait(1)
-    assert count(lake, "updates", room) == 1
+    assert count_rows(lake, "updates", room) == 1
     persister.close()
 
 
@@ -121,7 +111,7 @@ def test_flushes_when_max_bytes_are_pending(lake: Lake, room: str) -> None:
     assert not saved.wait(1, timeout=0.3)
     persister.notify(1, 1)
     assert saved.wait(1)
-    assert count(lake, "updates", room) == 1
+    assert count_rows(lake, "updates", room) == 1
     persister.close()
 
 
@@ -158,9 +148,9 @@ def test_flush_waits_until_everything_is_in_the_lake(lake: Lake, room: str) -> N
     type_into(doc, cells[0], " -- note", "ana")  # never notified: flush still takes it
     persister.flush()
     assert persister.saved_version == doc.oplog_vv
-    assert count(lake, "updates", room) == 1
+    assert count_rows(lake, "updates", room) == 1
     persister.flush()  # nothing new: no empty row
-    assert count(lake, "updates", room) == 1
+    assert count_rows(lake, "updates", room) == 1
     persister.close()
 
 
@@ -219,15 +209,15 @@ def test_close_flushes_pending_changes_and_writes_a_snapshot(lake: Lake, room: s
     assert changes == doc.len_changes
     assert byte_length == length > 0
     persister.close()  # idempotent
-    assert count(lake, "snapshots", room) == 1
+    assert count_rows(lake, "snapshots", room) == 1
 
 
 @pytest.mark.timeout(60)
 def test_close_without_changes_writes_no_snapshot(lake: Lake, room: str) -> None:
     _, persister, _ = start(lake, room)
     persister.close()
-    assert count(lake, "snapshots", room) == 0
-    assert count(lake, "updates", room) == 0
+    assert count_rows(lake, "snapshots", room) == 0
+    assert count_rows(lake, "updates", room) == 0
 
 
 @pytest.mark.timeout(60)
@@ -251,14 +241,14 @@ def test_writes_a_snapshot_every_n_changes(lake: Lake, room: str) -> None:
         type_into(doc, cells[0], str(i), f"u{i}")
         persister.notify()
     persister.flush()
-    assert count(lake, "snapshots", room) == 0
+    assert count_rows(lake, "snapshots", room) == 0
     for i in range(3):
         type_into(doc, cells[1], str(i), f"v{i}")
         persister.notify()
     persister.flush()
-    assert count(lake, "snapshots", room) == 1
+    assert count_rows(lake, "snapshots", room) == 1
     persister.close()  # nothing since the last snapshot
-    assert count(lake, "snapshots", room) == 1
+    assert count_rows(lake, "snapshots", room) == 1
 
 
 def test_snapshot_due_needs_the_changes_and_the_bytes() -> None:
@@ -287,10 +277,10 @@ def test_commits_merged_into_one_loro_change_count_once(lake: Lake, room: str) -
         persister.notify()
         if i % 25 == 24:
             persister.flush()
-    assert count(lake, "changes", room) < 5  # 50 notify() calls
-    assert count(lake, "snapshots", room) == 0
+    assert count_rows(lake, "changes", room) < 5  # 50 notify() calls
+    assert count_rows(lake, "snapshots", room) == 0
     persister.close()
-    assert count(lake, "snapshots", room) == 1
+    assert count_rows(lake, "snapshots", room) == 1
 
 
 @pytest.mark.timeout(60)
@@ -302,7 +292,7 @@ def test_a_new_snapshot_waits_for_updates_as_big_as_the_last_one(lake: Lake, roo
     )
     _, cells = new_notebook_into(doc)
     persister.flush()
-    assert count(lake, "snapshots", room) == 1  # the first one: no size to compare with
+    assert count_rows(lake, "snapshots", room) == 1  # the first one: no size to compare with
     first = rows(lake, f"SELECT byte_length FROM {lake.table('snapshots')} WHERE room = ?", [room])
     snapshot_bytes = int(first[0][0])
     written = 0
@@ -320,7 +310,7 @@ def test_a_new_snapshot_waits_for_updates_as_big_as_the_last_one(lake: Lake, roo
         )
         written = int(got[0][0])
         expected = 2 if written >= snapshot_bytes else 1
-        assert count(lake, "snapshots", room) == expected, (flushes, written, snapshot_bytes)
+        assert count_rows(lake, "snapshots", room) == expected, (flushes, written, snapshot_bytes)
     assert flushes > 1  # the rule held some snapshots back
     persister.close()
 
@@ -403,11 +393,11 @@ def test_the_same_update_arriving_twice_is_stored_once(lake: Lake, room: str) ->
     doc.import_(blob)  # and once more after the flush
     persister.notify(1, len(blob))
     persister.flush()
-    assert count(lake, "updates", room) == 1
-    assert count(lake, "changes", room) == 1
+    assert count_rows(lake, "updates", room) == 1
+    assert count_rows(lake, "changes", room) == 1
     assert saved.versions[-1] == browser.oplog_vv  # still acknowledged
     persister.close()
-    assert count(lake, "updates", room) == 1
+    assert count_rows(lake, "updates", room) == 1
 
 
 # --- failures ------------------------------------------------------------------------------------
@@ -441,7 +431,7 @@ def test_a_failed_write_loses_nothing_and_the_next_flush_writes_it(
     persister.flush()
     assert persister.saved_version == doc.oplog_vv
     persister.close()
-    assert count(lake, "updates", room) == 1
+    assert count_rows(lake, "updates", room) == 1
     restored = nb.new_doc()
     restored.import_(
         rows(lake, f"SELECT bytes FROM {lake.table('updates')} WHERE room = ?", [room])[0][0]
@@ -523,8 +513,8 @@ def test_a_failing_close_raises_and_a_later_close_finishes(
     failing[0] = False
     persister.close()
     assert persister.closed
-    assert count(lake, "updates", room) == 1
-    assert count(lake, "snapshots", room) == 1
+    assert count_rows(lake, "updates", room) == 1
+    assert count_rows(lake, "snapshots", room) == 1
 
 
 @pytest.mark.timeout(60)
@@ -540,7 +530,7 @@ def test_callbacks_that_raise_do_not_stop_the_writer(lake: Lake, room: str) -> N
     type_into(doc, cells[0], "x", "ana")
     persister.flush()
     persister.close()
-    assert count(lake, "updates", room) == 2
+    assert count_rows(lake, "updates", room) == 2
 
 
 @pytest.mark.timeout(60)
