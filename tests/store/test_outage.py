@@ -213,6 +213,39 @@ def test_a_failed_flush_is_spilled_before_it_is_reported_and_removed_after_the_c
     assert_each_change_once(lake, room, doc)
 
 
+@pytest.mark.timeout(60)
+def test_a_writer_whose_lake_is_closed_during_an_outage_stops_and_keeps_its_spill(
+    room: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``close()`` raised (the lake unreachable), then the lake was released: retrying a
+    closed connection can never succeed, so the writer thread ends; the spill stays for the
+    next open."""
+
+    def insert(self: Persister, *args: Any) -> None:
+        raise StorageError("could not write: the lake is unreachable (simulated)")
+
+    monkeypatch.setattr(Persister, "_insert", insert)
+    monkeypatch.setattr(persister_module, "RETRY_FIRST_DELAY_S", 0.01)
+    monkeypatch.setattr(persister_module, "RETRY_MAX_DELAY_S", 0.05)
+    own = Lake.open(tmp_path / "lake")
+    spills = SpillDir(tmp_path / "spills", own.config.identity, room, "main")
+    doc = nb.new_doc()
+    spill = spills.writer_file(str(doc.peer_id))
+    writer = Persister(
+        own, room, "main", doc, writer=str(doc.peer_id), start_seq=0, policy=FAST, spill=spill
+    )
+    new_notebook_into(doc)
+    with pytest.raises(StorageError, match="unreachable"):
+        writer.close(timeout=2)
+    assert writer._thread.is_alive()  # close() raised: the thread keeps retrying
+    own.release()
+    writer._thread.join(timeout=10)
+    assert not writer._thread.is_alive()
+    replay = nb.new_doc()
+    replay.import_batch(read_spill_file(spill.path).updates)
+    assert replay.get_deep_value() == doc.get_deep_value()
+
+
 # --- the catalog database stopped --------------------------------------------------------------
 
 

@@ -617,6 +617,22 @@ class Persister:
                     it.error = error
                     it.event.set()
                 stops = []
+                if error is not None and self._lake.closed:
+                    # Nothing can write any more: the spill file keeps the unsaved changes
+                    # for the next open, and retrying a closed connection would spin forever.
+                    LOG.warning(
+                        "[sqlrooms_nb] writer of room %r branch %r stops: its lake was closed "
+                        "with changes unsaved (kept on disk; the next open replays them)",
+                        self._room,
+                        self._branch,
+                    )
+                    with self._state:
+                        self._stopped = True
+                        late = self._drain()
+                    for it in late:
+                        it.error = error
+                        it.event.set()
+                    return
         except BaseException as exc:  # the thread must never die silently
             error = (
                 exc
