@@ -21,8 +21,9 @@ class FakeView:
     can model delay by pumping late). ``received`` keeps every decoded message for asserts.
     """
 
-    def __init__(self, room: Any, name: str, branch: str | None = None):
+    def __init__(self, room: Any, name: str, branch: str | None = None, *, queued: bool = False):
         self.room = room
+        self.queued = queued  # send as the widget does: room.enqueue (handled on its inbox)
         self.view = name
         self.branch = branch  # None: the kernel's checked-out branch (learnt from welcome)
         self.doc = nb.new_doc()
@@ -37,7 +38,8 @@ class FakeView:
 
     def send(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         branch = {"branch": self.branch} if self.branch else {}
-        self.room.receive({"view": self.view, **branch, **content}, buffers or [])
+        deliver = self.room.enqueue if self.queued else self.room.receive
+        deliver({"view": self.view, **branch, **content}, buffers or [])
 
     def hello(self) -> None:
         self.send({"kind": "hello"}, [self.doc.oplog_vv.encode()])

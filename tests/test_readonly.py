@@ -28,6 +28,7 @@ class WidgetView(FakeView):
     def send(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         branch = {"branch": self.branch} if self.branch else {}
         self.widget._receive(self.widget, {"view": self.view, **branch, **content}, buffers or [])
+        assert self.room.settle(10)  # the widget queues: handled on the room's inbox thread
 
 
 def settle(*views: FakeView) -> None:
@@ -211,4 +212,5 @@ def test_the_read_only_badge_trait_and_the_editable_widget_are_separate_comms(ro
     update = FakeView(room, "x").doc.export(ExportMode.Snapshot())
     before = room.doc.oplog_vv.encode()
     ro._receive(ro, {"kind": "update", "view": "x", "readonly": False}, [update])
+    assert room.settle(10)
     assert room.doc.oplog_vv.encode() == before

@@ -198,3 +198,76 @@ def test_document_edits_via_the_notebook_schema_sync():
     peer = Peer("v")
     handshake(k, peer)
     assert [(c.id, c.source) for c in nb.read_cells(peer.doc)] == [(cid, "select 1")]
+
+
+# --- several messages, one import (the room's inbox hands a backlog over as one batch) ---------
+
+
+class CountingDoc:
+    """The kernel's document, counting the imports the hub makes (Loro's types cannot be
+    subclassed or patched)."""
+
+    def __init__(self, doc: LoroDoc):
+        self.doc = doc
+        self.imports: list[int] = []  # blobs per import call
+
+    def import_(self, blob):
+        self.imports.append(1)
+        return self.doc.import_(blob)
+
+    def import_batch(self, blobs):
+        self.imports.append(len(blobs))
+        return self.doc.import_batch(blobs)
+
+    def __getattr__(self, name):
+        return getattr(self.doc, name)
+
+
+def test_a_backlog_of_concurrent_updates_goes_in_as_one_import():
+    k = Kernel()
+    peers = [Peer(f"v{i}") for i in range(4)]
+    for peer in peers:
+        handshake(k, peer)
+    # Each peer types five updates without seeing the others: a backlog of 20 concurrent
+    # messages, each view's own updates chained, handed over newest first.
+    backlog = [peer.edit(f"{i}.{n};") for n in range(5) for i, peer in enumerate(peers)]
+    backlog.reverse()
+    counting = CountingDoc(k.doc)
+    k.hub.doc = counting  # type: ignore[assignment]
+    out = k.hub.handle_updates(backlog)
+    assert counting.imports == [20]
+    # One relay per message, in message order, carrying exactly that message's blob.
+    assert [(type(m), m.origin, m.updates) for m in out] == [
+        (p.ServerUpdate, m.view, m.updates) for m in backlog
+    ]
+    every = peers[0].doc
+    for peer in peers[1:]:
+        every.import_(peer.doc.export(ExportMode.Snapshot()))
+    assert k.text() == every.get_text("t").to_string()
+    assert k.doc.oplog_vv == every.oplog_vv
+    assert k.imported[-1][0] == 20 and len(k.imported) == 1  # reported to the writer once
+    # The same backlog again: all duplicates, nothing imported or relayed.
+    assert k.hub.handle_updates(backlog) == [] and counting.imports == [20]
+
+
+def test_in_a_batch_a_bad_or_gapped_message_is_answered_alone_and_the_rest_go_in():
+    k = Kernel()
+    good, gapped, bad = Peer("good"), Peer("gapped"), Peer("bad")
+    lost = gapped.edit("lost")  # never reaches the kernel
+    messages = [
+        good.edit("a"),
+        gapped.edit("b"),
+        p.ClientUpdate(view=bad.view, updates=(b"\x00garbage",)),
+        good.edit("c"),
+    ]
+    out = k.hub.handle_updates(messages)
+    kinds = [
+        (type(m).__name__, getattr(m, "code", None), getattr(m, "to", None) or m.origin)
+        for m in out
+    ]
+    assert ("Error", "protocol", "bad") in kinds
+    assert ("Error", "resync", "gapped") in kinds
+    assert [m.origin for m in out if isinstance(m, p.ServerUpdate)] == ["good", "good"]
+    assert k.text() == "ac"
+    assert k.doc.export_pending_updates() is None  # the gapped blob never entered Loro
+    del lost

@@ -36,7 +36,8 @@ class InputWatch:
     """The input cells of one room's branches (see the module docstring).
 
     Args:
-        con: the room's DuckDB connection (options queries run on cursors of it).
+        con: returns the room's DuckDB connection (options queries run on cursors of it;
+            called only then, so the room may still be making it when this is built).
         lock: the room's edit lock (held while reading a document).
         broadcast: sends ``input_options`` messages to every view.
         rerun: asks the runner to re-run the readers of changed inputs.
@@ -44,7 +45,7 @@ class InputWatch:
 
     def __init__(
         self,
-        con: duckdb.DuckDBPyConnection,
+        con: Callable[[], duckdb.DuckDBPyConnection],
         lock: threading.RLock,
         broadcast: Broadcast,
         rerun: Rerun,
@@ -145,7 +146,7 @@ class InputWatch:
         options: tuple[str, ...] = ()
         error: str | None = None
         if sql.strip():
-            cur = self._con.cursor()
+            cur = self._con().cursor()
             try:
                 cur.execute(sql)
                 if cur.description is None:

@@ -20,6 +20,7 @@ serialised by a lock.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import signal
@@ -29,7 +30,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -55,6 +56,7 @@ from .errors import (
     ValidationError,
 )
 from .history_views import HISTORY_SCHEMA, LAKE_ALIAS, create_history_views_soon
+from .inbox import Inbox, Item
 from .inputs import InputWatch
 from .presence import Presence
 from .ratelimit import HELLO_COST, RateLimiter
@@ -84,6 +86,8 @@ if TYPE_CHECKING:
     from .widget import SqlRoomWidget
 
 LOG = logging.getLogger("sqlrooms_nb")
+
+_T = TypeVar("_T")
 
 _open_rooms: weakref.WeakSet[SqlRoom] = weakref.WeakSet()
 
@@ -156,6 +160,8 @@ class SqlRoom:
         self._lock = threading.RLock()
         self._send_lock = threading.Lock()
         self._closed = False
+        # The widgets' messages are queued here and handled on the inbox's thread, in batches.
+        self._inbox = Inbox(self.room_id, self._process)
         self._widget: SqlRoomWidget | None = None
         self._readonly_widget: SqlRoomWidget | None = None
         self._transports: list[Deliver] = []
@@ -175,10 +181,12 @@ class SqlRoom:
         self._results_summary: dict[str, dict[str, Any]] = {}
         self._result_runs = 0  # counts successful cell runs (the summary's `run`)
         self._sorted = res.SortedCopies()  # deep pages of a sorted grid read a sorted copy
-        self._con = connection if connection is not None else duckdb.connect()
+        # The room's own SQL connection is made meanwhile on another thread (~9 ms, DuckDB
+        # releases the GIL): recovery below does not need it.
+        connecting = None if connection is not None else _connect_soon()
         # Input cells: value changes re-run their readers; select inputs' options.
         self._inputs = InputWatch(
-            self._con,
+            lambda: self._con,
             self._lock,
             self._broadcast,
             lambda branch, names, view: self._runner.run_inputs(
@@ -198,7 +206,15 @@ class SqlRoom:
             replica = self._replica(self._branch)
         except BaseException:
             self._lake.release()
+            if connecting is not None:
+                connecting.result().close()
             raise
+        self._con: duckdb.DuckDBPyConnection
+        if connection is not None:
+            self._con = connection
+        else:
+            assert connecting is not None
+            self._con = connecting.result()
         self._presence = Presence()  # who is here: relayed to views, never persisted
         # Views of other kernels on this room (PostgreSQL catalog: NOTIFY), shown alike.
         self._unsubscribe_presence = self._lake.on_presence(self.room_id, self._remote_presence)
@@ -864,6 +880,7 @@ class SqlRoom:
         the writer keeps the changes and retries).
         """
         self._check_open()
+        self._inbox.settle(timeout)  # views' edits already queued count as made
         for replica in list(self._replicas.values()):
             replica.doc.commit()
             replica.relay_local()
@@ -892,6 +909,7 @@ class SqlRoom:
         Waits at most ``timeout`` seconds per writer (``None``: no limit); raises
         :class:`StorageError` if a final flush failed (that writer keeps retrying meanwhile).
         """
+        self._inbox.close(timeout)  # what views sent before the close goes in first
         with self._lock:
             if self._closed:
                 return
@@ -961,7 +979,7 @@ class SqlRoom:
             from .widget import SqlRoomWidget
 
             def on_message(content: object, buffers: Sequence[Any] | None) -> None:
-                self.receive(content, buffers, readonly=readonly)
+                self.enqueue(content, buffers, readonly=readonly)
 
             widget = SqlRoomWidget(
                 results=self._results_summary,
@@ -1008,7 +1026,7 @@ class SqlRoom:
     def receive(
         self, content: object, buffers: Sequence[p.Buffer] | None, *, readonly: bool = False
     ) -> None:
-        """Entry point for one message from a view (called by the widget on the comm thread).
+        """Handle one message from a view, on the caller's thread, before returning.
 
         ``readonly``: the message came through a read-only widget's comm (see :meth:`view`);
         set by the kernel side of the comm, never read from the message. Checks the sending
@@ -1016,57 +1034,143 @@ class SqlRoom:
         view may not send, handles and sends the replies. Malformed, refused or failing input
         gets an ``error`` reply addressed to that view (codes: ``protocol``, ``rate_limited``,
         ``read_only``, ``resync``, ...) and changes nothing; no exception escapes to the comm.
+
+        The room's own widgets do not call this on the comm thread: they queue (see
+        :meth:`enqueue`), so that a backlog of edits is imported as one batch.
         """
+        if self._admit(content, buffers):
+            self._process([(content, buffers, readonly)])
+
+    def enqueue(
+        self, content: object, buffers: Sequence[p.Buffer] | None, *, readonly: bool = False
+    ) -> None:
+        """Like :meth:`receive`, but handled on the room's inbox thread (see
+        :mod:`sqlrooms_nb.inbox`): returns once the message is queued (the rate limit is
+        checked here, at arrival). Messages are handled in arrival order; consecutive
+        ``update`` messages waiting together are imported as one batch. :meth:`settle` waits
+        until everything queued was handled."""
+        if self._admit(content, buffers) and not self._inbox.put(content, buffers, readonly):
+            self._process([(content, buffers, readonly)])  # closed: answered "closed"
+
+    def settle(self, timeout: float | None = 60) -> bool:
+        """Wait (at most ``timeout`` seconds) until every message queued by :meth:`enqueue` has
+        been handled; returns whether it has."""
+        return self._inbox.settle(timeout)
+
+    def _admit(self, content: object, buffers: Sequence[p.Buffer] | None) -> bool:
+        """The sending view's rate limit: ``False`` (and a first-refusal ``error``) when over."""
         view = p.view_of(content)
         hello = isinstance(content, dict) and content.get("kind") == "hello"
         cost = HELLO_COST if hello else 1.0
         verdict = self._limiter.check(view, p.message_bytes(content, buffers), cost)
-        if verdict != "admit":
-            if verdict == "refuse":  # the first refusal of a spell; later ones are silent
-                error = RateLimitError(
-                    f"view {view} sent more than {self._limiter.messages_per_s:.0f} messages or "
-                    f"{self._limiter.bytes_per_s / 2**20:.0f} MiB per second: its messages are "
-                    "refused until it slows down; edits it sent meanwhile are re-sent by a new "
-                    "handshake"
-                )
-                LOG.warning("[sqlrooms_nb] %s", error)
-                self._broadcast([p.Error(code=error.code, message=str(error), to=view)])
-            return
-        try:
-            message = p.decode_client(content, buffers)
-            if (readonly or self.readonly) and not p.is_read_only(message):
-                raise ReadOnlyError(
-                    f"this view of room {self.room_id!r} is read-only: a {message.kind!r} "
-                    "message (which would change the notebook or start a run) was refused"
-                )
-            reader = self._reader_for(message)
-            if reader is not None:
+        if verdict == "admit":
+            return True
+        if verdict == "refuse":  # the first refusal of a spell; later ones are silent
+            error = RateLimitError(
+                f"view {view} sent more than {self._limiter.messages_per_s:.0f} messages or "
+                f"{self._limiter.bytes_per_s / 2**20:.0f} MiB per second: its messages are "
+                "refused until it slows down; edits it sent meanwhile are re-sent by a new "
+                "handshake"
+            )
+            LOG.warning("[sqlrooms_nb] %s", error)
+            self._broadcast([p.Error(code=error.code, message=str(error), to=view)])
+        return False
+
+    def _process(self, items: list[Item]) -> None:
+        """Handle admitted messages in order; each run of consecutive ``update`` messages for
+        one branch is imported with one Loro import (see :meth:`SyncHub.handle_updates`)."""
+        updates: list[tuple[p.ClientUpdate, object]] = []
+        for content, buffers, readonly in items:
+            message = self._guarded(
+                content, functools.partial(self._decode, content, buffers, readonly)
+            )
+            if message is None:
+                continue
+            if isinstance(message, p.ClientUpdate):
+                if updates and updates[0][0].branch != message.branch:
+                    self._import_updates(updates)
+                    updates = []
+                updates.append((message, content))
+                continue
+            if updates:
+                self._import_updates(updates)
+                updates = []
+            self._dispatch(message, content)
+        if updates:
+            self._import_updates(updates)
+
+    def _decode(
+        self, content: object, buffers: Sequence[p.Buffer] | None, readonly: bool
+    ) -> p.ClientMessage:
+        message = p.decode_client(content, buffers)
+        if (readonly or self.readonly) and not p.is_read_only(message):
+            raise ReadOnlyError(
+                f"this view of room {self.room_id!r} is read-only: a {message.kind!r} "
+                "message (which would change the notebook or start a run) was refused"
+            )
+        return message
+
+    def _dispatch(self, message: p.ClientMessage, content: object) -> None:
+        """One decoded message: a read request goes to its reader pool, the rest is handled
+        here; the replies are sent."""
+        reader = self._reader_for(message)
+        if reader is not None:
+            view = p.view_of(content)
+
+            def submit() -> list[p.ServerMessage]:
                 self._check_open()
                 reader.submit(self._answer, message, view, content)
-                return
-            replies = self.handle(message)
+                return []
+
+            replies = self._guarded(content, submit)
+        else:
+            replies = self._guarded(content, lambda: self.handle(message))
+        if replies:
+            self._broadcast(replies)
+
+    def _import_updates(self, updates: list[tuple[p.ClientUpdate, object]]) -> None:
+        """Consecutive ``update`` messages for one branch: one import, then the replies."""
+
+        def run() -> list[p.ServerMessage]:
+            if self._closed:
+                raise ClosedError("this room was closed; re-run the cell that opens it")
+            replica = self._replica(updates[0][0].branch)
+            with self._lock:
+                replies = replica.hub.handle_updates([m for m, _c in updates])
+            for view in dict.fromkeys(m.view for m, _c in updates):
+                self._inputs.changed(replica, view)
+            return [*replies, *self._runner.stale_message(replica.branch)]
+
+        replies = self._guarded(updates[0][1], run)
+        if replies:
+            self._broadcast(replies)
+
+    def _guarded(self, content: object, fn: Callable[[], _T]) -> _T | None:
+        """``fn()``, or ``None`` after an ``error`` reply to the sending view when it raised:
+        the message's own fault (a :class:`SqlRoomsError`, its code kept) or a bug
+        (``internal``); never an exception out to the comm."""
+        view = p.view_of(content)
+        try:
+            return fn()
         except SqlRoomsError as exc:
             LOG.warning("[sqlrooms_nb] message from view %s refused: %s", view, redact(str(exc)))
-            replies = [
-                p.Error(code=exc.code, message=redact(str(exc)), to=view, id=_request_of(content))
-            ]
+            error = p.Error(
+                code=exc.code, message=redact(str(exc)), to=view, id=_request_of(content)
+            )
         except Exception as exc:  # a bug must not take the comm down
             LOG.exception("[sqlrooms_nb] failed to handle a message from view %s", view)
-            replies = [
-                p.Error(
-                    code="internal", message=redact(repr(exc)), to=view, id=_request_of(content)
-                )
-            ]
+            error = p.Error(
+                code="internal", message=redact(repr(exc)), to=view, id=_request_of(content)
+            )
         except BaseException as exc:  # loro's PanicException is a BaseException
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             LOG.exception("[sqlrooms_nb] Loro failed on a message from view %s", view)
-            replies = [
-                p.Error(
-                    code="internal", message=redact(repr(exc)), to=view, id=_request_of(content)
-                )
-            ]
-        self._broadcast(replies)
+            error = p.Error(
+                code="internal", message=redact(repr(exc)), to=view, id=_request_of(content)
+            )
+        self._broadcast([error])
+        return None
 
     def _reader_for(self, message: p.ClientMessage) -> ThreadPoolExecutor | None:
         """The reader thread pool that answers ``message``, ``None`` to answer it inline."""
@@ -1359,9 +1463,7 @@ class SqlRoom:
         state = "closed" if self._closed else f"{len(self.cells)} cells"
         lake = redact(str(self._lake.location))
         mode = ", readonly" if self.readonly else ""
-        return (
-            f"SqlRoom({self.room_id!r}, branch={self._branch!r}, {state}, lake={lake!r}{mode})"
-        )
+        return f"SqlRoom({self.room_id!r}, branch={self._branch!r}, {state}, lake={lake!r}{mode})"
 
 
 class _Edit:
@@ -1418,6 +1520,21 @@ def _close_open_rooms(timeout: float | None = 60) -> None:
 
 
 _sigterm_hooked = False
+
+
+def _connect_soon() -> Future[duckdb.DuckDBPyConnection]:
+    """``duckdb.connect()`` (an in-memory database) on a new daemon thread; the future holds
+    the connection (or the error DuckDB raised)."""
+    future: Future[duckdb.DuckDBPyConnection] = Future()
+
+    def connect() -> None:
+        try:
+            future.set_result(duckdb.connect())
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=connect, name="sqlrooms_nb-connect", daemon=True).start()
+    return future
 
 
 def _flush_on_sigterm() -> None:

@@ -16,8 +16,9 @@ needs a lock beyond the Loro document's own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from loro import EncodedBlobMode, ExportMode, LoroDoc, VersionVector
 
@@ -81,31 +82,47 @@ class SyncHub:
         if isinstance(message, p.Hello):
             return [self.welcome(message.view, message.version)]
         if isinstance(message, p.ClientUpdate):
-            imported = self.import_updates(message.updates)
-            out: list[p.ServerMessage] = []
-            if imported.applied:
-                out.append(
-                    p.ServerUpdate(
-                        origin=message.view, updates=imported.applied, branch=self.branch
-                    )
-                )
-            if imported.gap:
-                error = ResyncError(
-                    f"{len(imported.gaps) or 'an'} update(s) of this view depend on changes the "
-                    "kernel does not have (an earlier update was lost or refused); they were not "
-                    "imported: the view re-sends them after a new handshake"
-                )
-                out.append(
-                    p.Error(
-                        code=error.code, message=str(error), to=message.view, branch=self.branch
-                    )
-                )
-            if imported.error is not None:
-                out.append(
-                    p.Error(code=ProtocolError.code, message=imported.error, to=message.view)
-                )
-            return out
+            return self._replies(message, self.import_updates(message.updates))
         raise ProtocolError(f"{message.kind!r} is not a sync message")
+
+    def handle_updates(self, messages: Sequence[p.ClientUpdate]) -> list[p.ServerMessage]:
+        """Answer several ``update`` messages (from any views) with **one** Loro import.
+
+        What :meth:`handle` returns for each message, concatenated in message order; a message
+        whose blobs cannot be decoded gets a ``protocol`` error (to its view) instead of
+        raising, and changes nothing, while the others go in. One ``import_batch`` of n blobs
+        costs about one import when edits are concurrent (see :mod:`sqlrooms_nb.inbox`).
+        """
+        out: list[p.ServerMessage] = []
+        decoded: list[tuple[p.ClientUpdate, list[_Blob]]] = []
+        for message in messages:
+            try:
+                decoded.append((message, _decode_blobs(message.updates)))
+            except ProtocolError as exc:
+                out.append(p.Error(code=exc.code, message=str(exc), to=message.view))
+        imports = self._import_groups([blobs for _m, blobs in decoded])
+        for (message, _blobs), imported in zip(decoded, imports, strict=True):
+            out.extend(self._replies(message, imported))
+        return out
+
+    def _replies(self, message: p.ClientUpdate, imported: Imported) -> list[p.ServerMessage]:
+        out: list[p.ServerMessage] = []
+        if imported.applied:
+            out.append(
+                p.ServerUpdate(origin=message.view, updates=imported.applied, branch=self.branch)
+            )
+        if imported.gap:
+            error = ResyncError(
+                f"{len(imported.gaps) or 'an'} update(s) of this view depend on changes the "
+                "kernel does not have (an earlier update was lost or refused); they were not "
+                "imported: the view re-sends them after a new handshake"
+            )
+            out.append(
+                p.Error(code=error.code, message=str(error), to=message.view, branch=self.branch)
+            )
+        if imported.error is not None:
+            out.append(p.Error(code=ProtocolError.code, message=imported.error, to=message.view))
+        return out
 
     def welcome(self, view: p.ViewId, version: bytes) -> p.Welcome:
         """The ``welcome`` answering a ``hello`` that carried ``version`` (encoded vv)."""
@@ -133,78 +150,145 @@ class SyncHub:
         """Import update blobs from a view (any thread; the caller holds the room's lock).
 
         Every blob's metadata is decoded first, checksum included, so garbage or a corrupted
-        blob raises :class:`ProtocolError` before any of the batch is applied. Then each blob is
-        imported only if the document already has what it builds on — its start version vector
-        (``partial_start_vv``) and start frontiers, as ``decode_import_blob_meta`` reports them,
-        are covered by the document's oplog — so a blob with missing dependencies never enters
-        Loro's pending queue; it is returned in ``gaps``. Blobs are tried in order of their
-        start counters, in passes until one imports nothing (a shuffled batch still goes in).
-        A blob whose changes the document already has is skipped (not relayed again). Raises
-        :class:`ProtocolError` if Loro refuses a blob that passed these checks and nothing was
-        imported before it; when some blobs were, they are reported to ``on_imported`` and
-        returned with ``error`` set.
+        blob raises :class:`ProtocolError` before any of the batch is applied. Then a blob is
+        imported only if the document already has what it builds on (see
+        :meth:`_import_groups`), so a blob with missing dependencies never enters Loro's
+        pending queue; it is returned in ``gaps``. A blob whose changes the document already
+        has is skipped (not relayed again). Raises :class:`ProtocolError` if Loro refuses a blob
+        that passed these checks and nothing was imported before it; when some blobs were,
+        they are reported to ``on_imported`` and returned with ``error`` set.
         """
-        metas = []
-        for blob in updates:
-            try:
-                meta = LoroDoc.decode_import_blob_meta(blob, True)
-            except BaseException as exc:  # loro raises BaseException subclasses
-                raise ProtocolError(f"an update blob could not be decoded: {exc}") from None
-            if meta.mode not in (EncodedBlobMode.Updates, EncodedBlobMode.Snapshot):
-                raise ProtocolError(
-                    f"an update message may only carry Loro updates or snapshots, not {meta.mode}"
-                )
-            metas.append((blob, meta))
-        applied: list[bytes] = []
-        changes = 0
-        pending = False
-        waiting = metas
-        # A view's blobs are its own consecutive updates: ordering by start counters puts them in
-        # causal order, so the passes below take one round however the batch was shuffled.
-        waiting.sort(
-            key=lambda m: sum(end for _s, end in m[1].partial_start_vv.to_spans().inner().values())
+        imported = self._import_groups([_decode_blobs(updates)])[0]
+        if imported.error is not None and not imported.applied:
+            raise ProtocolError(imported.error)
+        return imported
+
+    def _import_groups(self, groups: list[list[_Blob]]) -> list[Imported]:
+        """Import the blobs of several messages (a group each) in one ``import_batch``.
+
+        A blob goes in when what it builds on is in the document or in blobs accepted before
+        it: its start version vector (``partial_start_vv``) is covered, and, when it builds on
+        the document alone, its start frontiers are known to the document. Blobs are taken in
+        order of their start counters, in passes until one accepts nothing (a view's blobs are
+        its own consecutive updates, so a shuffled batch still goes in). A blob that builds on
+        another of the batch is accepted on its version vector; should Loro still leave ops
+        pending (a dependency on another peer that no check could see), the groups holding such
+        blobs report a gap and their views resync. If Loro refuses the batch, the blobs are
+        imported one at a time so that only the faulty group reports the error.
+        """
+        doc_vv = self.doc.oplog_vv
+        seen = VersionVector.decode(doc_vv.encode())
+        waiting = sorted(
+            ((g, blob) for g, blobs in enumerate(groups) for blob in blobs),
+            key=lambda item: item[1].start_sum,
         )
-        deferred = waiting
-        try:
-            for _attempt in range(len(waiting)):
-                deferred = []
-                for blob, meta in waiting:
-                    vv = self.doc.oplog_vv
-                    if vv.includes_vv(meta.partial_end_vv):
-                        continue  # nothing new in it (a duplicate)
-                    ready = vv.includes_vv(meta.partial_start_vv) and (
-                        self.doc.frontiers_to_vv(meta.start_frontiers) is not None
-                    )
-                    if not ready:
-                        deferred.append((blob, meta))
-                        continue
-                    status = self.doc.import_(blob)
-                    pending = pending or (
-                        status.pending is not None and not status.pending.is_empty
-                    )
-                    applied.append(blob)
-                    changes += int(meta.change_num)
-                if len(deferred) == len(waiting):
-                    break
-                waiting = deferred
-            else:
-                deferred = waiting
-        except BaseException as exc:
-            failure: str | None = str(loro_error(exc, "import an update from a view"))
+        accepted: list[tuple[int, _Blob]] = []
+        chained: set[int] = set()
+        while True:
             deferred = []
-        else:
-            failure = None
-        if not applied:
-            if failure is not None:
-                raise ProtocolError(failure)
-        else:
-            self._on_imported(changes, sum(len(b) for b in applied))
-        gaps = tuple(blob for blob, _meta in deferred)
-        return Imported(
-            changes=changes,
-            nbytes=sum(len(b) for b in applied),
-            gap=bool(gaps) or pending,
-            applied=tuple(applied),
-            gaps=gaps,
-            error=failure,
-        )
+            for g, blob in waiting:
+                meta = blob.meta
+                if seen.includes_vv(meta.partial_end_vv):
+                    continue  # nothing new in it (a duplicate)
+                if not seen.includes_vv(meta.partial_start_vv):
+                    deferred.append((g, blob))
+                    continue
+                if not doc_vv.includes_vv(meta.partial_start_vv):
+                    chained.add(g)  # builds on a blob of this batch
+                elif self.doc.frontiers_to_vv(meta.start_frontiers) is None:
+                    deferred.append((g, blob))
+                    continue
+                accepted.append((g, blob))
+                seen.merge(meta.partial_end_vv)
+            if len(deferred) == len(waiting):
+                break
+            waiting = deferred
+        failures: dict[int, str] = {}
+        pending = False
+        if len(accepted) == 1:
+            try:
+                status = self.doc.import_(accepted[0][1].data)
+                pending = status.pending is not None and not status.pending.is_empty
+            except BaseException as exc:  # loro raises BaseException subclasses
+                failures[accepted[0][0]] = str(loro_error(exc, "import an update from a view"))
+                accepted = []
+        elif accepted:
+            try:
+                status = self.doc.import_batch([blob.data for _g, blob in accepted])
+                pending = status.pending is not None and not status.pending.is_empty
+            except BaseException:
+                accepted, failures, pending = self._import_one_by_one(accepted)
+        applied: list[list[bytes]] = [[] for _ in groups]
+        changes = [0] * len(groups)
+        for g, blob in accepted:
+            applied[g].append(blob.data)
+            changes[g] += int(blob.meta.change_num)
+        if accepted:
+            self._on_imported(sum(changes), sum(len(b.data) for _g, b in accepted))
+        gaps: list[list[bytes]] = [[] for _ in groups]
+        for g, blob in waiting:  # what the last pass could not accept
+            gaps[g].append(blob.data)
+        suspects = chained or set(range(len(groups)))
+        return [
+            Imported(
+                changes=changes[g],
+                nbytes=sum(len(b) for b in applied[g]),
+                gap=bool(gaps[g]) or (pending and g in suspects),
+                applied=tuple(applied[g]),
+                gaps=tuple(gaps[g]) if g not in failures else (),
+                error=failures.get(g),
+            )
+            for g in range(len(groups))
+        ]
+
+    def _import_one_by_one(
+        self, accepted: list[tuple[int, _Blob]]
+    ) -> tuple[list[tuple[int, _Blob]], dict[int, str], bool]:
+        """After Loro refused a batch: each blob on its own, a group stopping at its first
+        refused blob (the rest of that group is not tried). Returns what went in, each failed
+        group's error, and whether ops were left pending."""
+        done: list[tuple[int, _Blob]] = []
+        failures: dict[int, str] = {}
+        pending = False
+        for g, blob in accepted:
+            if g in failures:
+                continue
+            if self.doc.oplog_vv.includes_vv(blob.meta.partial_end_vv):
+                done.append((g, blob))  # went in before the batch failed
+                continue
+            try:
+                status = self.doc.import_(blob.data)
+            except BaseException as exc:  # loro raises BaseException subclasses
+                failures[g] = str(loro_error(exc, "import an update from a view"))
+                continue
+            pending = pending or (status.pending is not None and not status.pending.is_empty)
+            done.append((g, blob))
+        return done, failures, pending
+
+
+@dataclass(frozen=True)
+class _Blob:
+    """One update blob of a view with its decoded metadata; ``start_sum`` orders a view's
+    consecutive blobs causally (the sum of the start counters of its peers)."""
+
+    data: bytes
+    meta: Any
+    start_sum: int
+
+
+def _decode_blobs(updates: Sequence[bytes]) -> list[_Blob]:
+    """Decode every blob's metadata (checksum included). Raises :class:`ProtocolError` for a
+    blob Loro cannot decode, or one that is neither updates nor a snapshot."""
+    out = []
+    for blob in updates:
+        try:
+            meta = LoroDoc.decode_import_blob_meta(blob, True)
+        except BaseException as exc:  # loro raises BaseException subclasses
+            raise ProtocolError(f"an update blob could not be decoded: {exc}") from None
+        if meta.mode not in (EncodedBlobMode.Updates, EncodedBlobMode.Snapshot):
+            raise ProtocolError(
+                f"an update message may only carry Loro updates or snapshots, not {meta.mode}"
+            )
+        start = sum(end for _s, end in meta.partial_start_vv.to_spans().inner().values())
+        out.append(_Blob(bytes(blob), meta, start))
+    return out
