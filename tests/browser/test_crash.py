@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Locator, Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 import sqlrooms_nb as snb
 
@@ -190,7 +191,10 @@ def restart_like_a_user(a: WidgetPage, b: WidgetPage) -> tuple[dict[str, float],
         if visible(button):  # the kernel stopped (first time, or the new one died too)
             old = {"a": view_id(a), "b": view_id(b)}  # marimo re-renders both widgets
             button.first.click()
-            confirm.click()
+            try:
+                confirm.click(timeout=5000)
+            except PlaywrightTimeout:  # the click landed while the banner re-rendered: again
+                continue
             restarts += 1
             times.clear()
             deadline = time.monotonic() + RESTART_TIMEOUT_S
