@@ -13,6 +13,11 @@ from loro import EphemeralStore, ExportMode, LoroDoc, VersionVector
 
 from sqlrooms_nb import notebook as nb
 
+RATE_LIMIT_BACKOFF_S = 1.5
+"""After a ``rate_limited`` error, the pause before the resync hello (js/sync.ts's
+``rateLimitBackoffMs``: the kernel lets a limited view in again once its budget has refilled
+halfway, after 1.25 s)."""
+
 
 class FakeView:
     """One browser view attached to a room through an in-memory transport.
@@ -31,6 +36,7 @@ class FakeView:
         self.received: list[dict[str, Any]] = []
         self.saved = VersionVector()
         self.welcomed = False
+        self.resync_at: float | None = None  # a hello is due then (after a rate limit)
         self.presence = EphemeralStore(30_000)  # everyone's presence, as js/presence.ts keeps it
         self.disconnect = room.connect(
             lambda content, buffers: self.inbox.append((content, buffers))
@@ -45,6 +51,9 @@ class FakeView:
         self.send({"kind": "hello"}, [self.doc.oplog_vv.encode()])
 
     def pump(self) -> None:
+        if self.resync_at is not None and time.monotonic() >= self.resync_at:
+            self.resync_at = None
+            self.hello()  # re-sends whatever the kernel refused meanwhile
         while self.inbox:
             content, buffers = self.inbox.pop(0)
             self.received.append(content)
@@ -53,6 +62,10 @@ class FakeView:
                 continue
             if kind == "error" and content.get("code") == "resync":
                 self.hello()  # as js/sync.ts does: the handshake re-sends what the kernel lacks
+            if kind == "error" and content.get("code") == "rate_limited":
+                # As js/sync.ts does: updates sent during the refusal spell were dropped; a
+                # handshake after a pause re-sends them.
+                self.resync_at = time.monotonic() + RATE_LIMIT_BACKOFF_S
             if kind in ("update", "saved") and content["branch"] != self.branch:
                 continue  # another branch's document, as js/sync.ts ignores it
             if kind == "welcome":
