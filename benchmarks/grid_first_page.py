@@ -2,7 +2,7 @@
 
 Runs the browser test ``tests/browser/test_grid.py`` (marimo + headless Chromium) ``--runs``
 times and prints what it measured each time: ``run_to_rows_ms`` (Run click -> the grid's
-``data-first-rows-at``, i.e. the first animation frame after the first rows were added), the
+``data-first-rows-at``, i.e. right after the frame that painted the first rows), the
 page's idle frame interval, and frame intervals while scrolling the grid 600 px per frame
 (unsorted, then sorted in the kernel by ``dep_delay``) with how many frames showed rows still
 waiting for their page.

@@ -8,8 +8,9 @@ One ``marimo edit`` server runs a copy of ``notebooks/demo.py`` (the 336,776-row
 so both sides query the same DuckDB connection in the same kernel, from the same page:
 
 - ours: a SQL cell of the widget; Run (the cell's ``snb-run`` button) -> the result grid's
-  ``data-first-rows-at`` (the first animation frame after the result's first rows were put in
-  the grid; the result message carries the first 1,000 rows, the grid shows those in view);
+  ``data-first-rows-at`` (taken in a task right after the frame that painted the result's
+  first rows: stricter than the mo.sql side's "first frame that shows them", taken before that
+  frame's paint; the result message carries the first 1,000 rows, the grid shows those in view);
 - mo.sql: marimo's own SQL output (a ``mo.ui.table`` of the result, 10 rows a page); marimo's
   Run button of that cell -> the first animation frame where the table's first row is the new
   result's.

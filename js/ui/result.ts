@@ -5,9 +5,10 @@
  * run by ana"; `snb-result-rowcount` inside holds the total as digits only), export buttons
  * (`snb-export-csv`, `snb-export-parquet`: the whole result, in the grid's sort order, made by
  * the kernel) and the virtualized {@link Grid}. The result message carries the first rows as an
- * Arrow IPC stream; the grid asks the kernel for the rest. When the first rows are on screen the
- * block gets `data-first-rows-at` (epoch ms, `performance.timeOrigin + performance.now()`), so
- * "time from Run to rows on screen" can be measured from outside.
+ * Arrow IPC stream; the grid asks the kernel for the rest. When the first rows are on screen
+ * (just after the frame that painted them) the block gets `data-first-rows-at` (epoch ms,
+ * `performance.timeOrigin + performance.now()`), so "time from Run to rows on screen" can be
+ * measured from outside.
  */
 import { tableFromIPC, type Table } from "apache-arrow";
 import { LOG_PREFIX, type ErrorMessage, type ExportFormat, type Result } from "../protocol";
