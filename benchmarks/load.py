@@ -55,7 +55,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 from loro import ExportMode, VersionVector
@@ -242,10 +242,28 @@ class ViewStatus:
     at: float = 0.0
 
 
-class Views:
-    """The view processes, their queues, and what they report (see benchmarks/load_view.py)."""
+class Hub(Protocol):
+    """What the views attach to: a :class:`~sqlrooms_nb.SqlRoom`, or anything else that
+    delivers the kernel's messages through ``connect(deliver)`` (returns a detach function)."""
 
-    def __init__(self, room: snb.SqlRoom, config: LoadConfig, cell_ids: list[str]) -> None:
+    def connect(
+        self, deliver: Callable[[dict[str, Any], list[bytes]], None]
+    ) -> Callable[[], None]: ...
+
+
+class Views:
+    """The view processes, their queues, and what they report (see benchmarks/load_view.py).
+
+    ``extra`` adds to (or overrides) the settings every view gets: e.g. ``view_class``, a
+    :class:`~benchmarks.load_view.View` subclass that types something else."""
+
+    def __init__(
+        self,
+        room: Hub,
+        config: LoadConfig,
+        cell_ids: list[str],
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         ctx = multiprocessing.get_context("spawn")  # never fork a process running DuckDB
         self.kernel: Any = ctx.Queue()
         self.status: Any = ctx.Queue()
@@ -264,6 +282,7 @@ class Views:
             "seconds": config.seconds,
             "nice": config.views_nice,
             "timeout_s": config.drain_timeout_s,
+            **(extra or {}),
         }
         self.processes = [
             ctx.Process(

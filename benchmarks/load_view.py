@@ -157,6 +157,31 @@ class View:
                 self.result.arrivals.append((int(peer), last, now))
 
     # --- typing --------------------------------------------------------------------------
+    # run_view drives the typing through start_typing / type_due / typing_over / finish: a
+    # subclass (named by ``settings["view_class"]``) can type something else on another
+    # schedule (benchmarks/trace_views.py replays an editing trace).
+
+    def start_typing(self, start: float) -> None:
+        """Typing starts at ``start`` (monotonic s): ``rate_hz`` edits/s for ``seconds``, the
+        first at a random offset within the first interval."""
+        self._interval = 1.0 / self.settings["rate_hz"]
+        self._stop = start + self.settings["seconds"]
+        self._next_edit = start + self.rng.random() * self._interval
+
+    def type_due(self, now: float) -> float | None:
+        """Make every edit due by ``now`` (a view that fell behind catches up); returns when
+        the next one is due (monotonic s), ``None`` when none is scheduled."""
+        while self._next_edit <= now and self._next_edit < self._stop:
+            self.edit()
+            self._next_edit += self._interval
+        return self._next_edit if self._next_edit < self._stop else None
+
+    def typing_over(self, now: float) -> bool:
+        """Whether this view has typed everything (from then on it reports its status)."""
+        return now >= self._stop
+
+    def finish(self) -> None:
+        """Called once when the view stops, before its result is taken (nothing here)."""
 
     def edit(self) -> None:
         """One edit (insert a token before a random token or at the end, or delete one of
@@ -184,7 +209,11 @@ class View:
         self.doc.commit()
         last = self.doc.oplog_vv.get_last(self.result.peer)
         self.result.ledger.append((int(last or 0), time.monotonic()))
-        update = self.doc.export(ExportMode.Updates(before))
+        self.queue_update(self.doc.export(ExportMode.Updates(before)))
+
+    def queue_update(self, update: bytes) -> None:
+        """Send a local update through the throttle: at once if no window is open (then open
+        one of ``throttle_s``), else with the window's batch when it closes."""
         if self._window_end is None:  # throttle, not debounce (js/sync.ts)
             self._send_updates([update])
             self._window_end = time.monotonic() + self.settings["throttle_s"]
@@ -240,12 +269,14 @@ def run_view(
 ) -> None:
     """A view process: handshake, report ready (a status), wait until ``start_at`` (a shared
     double: the monotonic start time, 0 until every view is ready), type ``rate_hz`` edits/s
-    for ``seconds``, keep receiving until ``done`` (an Event) is set, then put its
-    :class:`ViewResult` on ``results``."""
+    for ``seconds`` (or what ``settings["view_class"]``, a :class:`View` subclass, types),
+    keep receiving until ``done`` (an Event) is set, then put its :class:`ViewResult` on
+    ``results``."""
     # Browsers run on their own machines: here they share 2 CPUs with the kernel they load, so
     # they yield to it (a starved kernel would measure the simulation, not the kernel).
     os.nice(settings["nice"])
-    view = View(index, settings, kernel, status)
+    view_class: type[View] = settings.get("view_class", View)
+    view = view_class(index, settings, kernel, status)
     cpu_start = time.process_time()
     try:
         view.hello()
@@ -258,18 +289,14 @@ def run_view(
                 raise TimeoutError("no start")
             time.sleep(0.01)
         cpu_start = time.process_time()  # the CPU spent starting the process is not the load's
-        interval = 1.0 / settings["rate_hz"]
-        stop = start_at.value + settings["seconds"]
-        next_edit = start_at.value + view.rng.random() * interval
+        view.start_typing(start_at.value)
         last_import = 0.0
         while not done.is_set():
             now = time.monotonic()
-            while next_edit <= now and next_edit < stop:
-                view.edit()
-                next_edit += interval
+            next_edit = view.type_due(now)
             view.close_window_if_due(now)
             deadlines = [now + STATUS_EVERY_S]
-            if next_edit < stop:
+            if next_edit is not None:
                 deadlines.append(next_edit)
             if view._window_end is not None:
                 deadlines.append(view._window_end)
@@ -289,10 +316,14 @@ def run_view(
             if items:
                 view.receive_all(items)
                 last_import = time.monotonic()
-            if time.monotonic() >= stop:  # the drain check needs it, typing does not
+            if view.typing_over(time.monotonic()):  # the drain check needs it, typing not
                 view.report_status(time.monotonic())
     except BaseException as exc:  # a crashed view is a finding, not a hang
         view.result.errors.append(f"view process failed: {exc!r}")
+    try:
+        view.finish()
+    except BaseException as exc:
+        view.result.errors.append(f"view finish failed: {exc!r}")
     view.result.snapshot = view.doc.export(ExportMode.Snapshot())
     view.result.saved = view.saved_vv.includes_vv(view.doc.oplog_vv)
     view.result.cpu_s = time.process_time() - cpu_start

@@ -50,7 +50,9 @@ BENCHMARKS: dict[str, str] = {
     "storage": "storage",  # P3 (reads persist's runs when both run)
     "open": "open",  # P4
     "time_travel": "time_travel",  # P5
+    "room_view": "room_view",  # P4 first render + P5 preview to pixels, browser
     "sync": "sync_latency",  # P6, browser: marimo edit + 2 Chromium pages
+    "trace_views": "trace_views",  # P6 part 2: 3 views replay clownschool at 10x vs a bare relay
     "results": "results_grid",  # P7, browser: marimo edit + Chromium, our grid vs mo.sql
     "scaling": "scaling",  # P8
 }

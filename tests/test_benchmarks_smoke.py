@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 # size) run together and carry the browser mark.
 GROUPS = [
     "persist,storage,open,time_travel,scaling",
-    "durability",
-    pytest.param("sync,results", marks=pytest.mark.browser, id="sync,results"),
+    "durability,trace_views",
+    pytest.param("sync,results,room_view", marks=pytest.mark.browser, id="sync,results,room_view"),
 ]
 PNG = b"\x89PNG\r\n\x1a\n"
 
