@@ -431,10 +431,7 @@ def is_read_only(message: ClientMessage) -> bool:
 
 @dataclass(frozen=True)
 class Welcome:
-    """Answer to :class:`Hello`: what the view lacks, and what the kernel has and has saved.
-
-    ``missing`` is one Loro blob for ``import``: the updates beyond the view's version, or a
-    whole snapshot when the view has nothing yet."""
+    """Answer to :class:`Hello`: what the view lacks, and what the kernel has and has saved."""
 
     to: ViewId
     room: str
