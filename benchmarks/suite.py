@@ -199,6 +199,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.2f} B/edit" if value < 100 else f"{value:.0f} B/edit"
     if unit == "files/1k edits":
         return f"{value:.2f} files/1k"
+    if value == int(value) and abs(value) < 1e9:  # a count
+        return f"{int(value):,} {unit}"
     return f"{value:.3g} {unit}"
 
 
